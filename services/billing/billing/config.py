@@ -1,0 +1,17 @@
+"""Settings of the billing service, read from `METERING_*` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from meterlib.config import ServiceSettings
+
+
+@dataclass(frozen=True)
+class Settings(ServiceSettings):
+    """Everything the billing service reads at start-up."""
+
+    SERVICE: ClassVar[str] = "billing"
+    DEFAULT_PORT: ClassVar[int] = 50054
+    DEFAULT_METRICS_PORT: ClassVar[int] = 9094
