@@ -91,14 +91,12 @@ class ServiceSettings:
         shared=True,
         secret=True,
     )
-    redis_url: str = setting(
-        "REDIS_URL", "", "Redis URL; empty means the embedded dev server.", shared=True, secret=True
+    log_level: str = setting(
+        "LOG_LEVEL", "info", "Minimum log level: debug, info, warning, error.", shared=True
     )
-    redis_key_prefix: str = setting(
-        "REDIS_KEY_PREFIX", "metering:", "Prefix of every Redis key, so tenants of one Redis never collide.", shared=True
+    log_format: str = setting(
+        "LOG_FORMAT", "json", "Log rendering: json (one object a line) or console.", shared=True
     )
-    log_level: str = setting("LOG_LEVEL", "info", "Minimum log level: debug, info, warning, error.", shared=True)
-    log_format: str = setting("LOG_FORMAT", "json", "Log rendering: json (one object a line) or console.", shared=True)
     default_namespace: str = setting(
         "DEFAULT_NAMESPACE",
         "default",
@@ -108,7 +106,9 @@ class ServiceSettings:
     host: str = setting("HOST", "0.0.0.0", "Address the gRPC server listens on.")
     port: int = setting("PORT", service_default("DEFAULT_PORT"), "Port of the gRPC server.")
     metrics_port: int = setting(
-        "METRICS_PORT", service_default("DEFAULT_METRICS_PORT"), "Port of the Prometheus /metrics endpoint; 0 disables it."
+        "METRICS_PORT",
+        service_default("DEFAULT_METRICS_PORT"),
+        "Port of the Prometheus /metrics endpoint; 0 disables it.",
     )
     shutdown_delay_seconds: float = setting(
         "SHUTDOWN_DELAY_SECONDS",
@@ -118,7 +118,9 @@ class ServiceSettings:
     grace_seconds: float = setting(
         "GRACE_SECONDS", 10.0, "After the shutdown delay, how long in-flight calls have to finish."
     )
-    max_message_bytes: int = setting("MAX_MESSAGE_BYTES", 8 * 1024 * 1024, "Largest gRPC message accepted, in bytes.")
+    max_message_bytes: int = setting(
+        "MAX_MESSAGE_BYTES", 8 * 1024 * 1024, "Largest gRPC message accepted, in bytes."
+    )
     db_pool_min: int = setting("DB_POOL_MIN", 2, "Connections the PostgreSQL pool keeps open.")
     db_pool_max: int = setting("DB_POOL_MAX", 10, "Most connections the PostgreSQL pool opens.")
 
@@ -161,7 +163,9 @@ class ServiceSettings:
             if raw is None:
                 values[info.field] = info.default
                 continue
-            type_name = types[info.field] if isinstance(types[info.field], str) else types[info.field].__name__
+            type_name = (
+                types[info.field] if isinstance(types[info.field], str) else types[info.field].__name__
+            )
             parser = _PARSERS.get(str(type_name), str)
             try:
                 values[info.field] = parser(raw)
@@ -182,7 +186,9 @@ class ServiceSettings:
         problems = []
         cls = type(self)
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
-            problems.append(f"{cls.env_name('LOG_LEVEL', shared=True)}: must be debug, info, warning or error")
+            problems.append(
+                f"{cls.env_name('LOG_LEVEL', shared=True)}: must be debug, info, warning or error"
+            )
         if self.log_format not in {"json", "console"}:
             problems.append(f"{cls.env_name('LOG_FORMAT', shared=True)}: must be json or console")
         if not 0 < self.port < 65536:
@@ -199,23 +205,22 @@ class ServiceSettings:
             problems.append(
                 f"{cls.env_name('DB_POOL_MIN')}/{cls.env_name('DB_POOL_MAX')}: need 0 <= min <= max and max >= 1"
             )
-        for url_name, url, schemes in (
-            ("DATABASE_URL", self.database_url, ("postgres://", "postgresql://")),
-            ("REDIS_URL", self.redis_url, ("redis://", "rediss://", "unix://")),
-        ):
-            if url and not url.startswith(schemes):
-                problems.append(f"{cls.env_name(url_name, shared=True)}: must start with {' or '.join(schemes)}")
+        if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
+            problems.append(
+                f"{cls.env_name('DATABASE_URL', shared=True)}: must start with postgres:// or postgresql://"
+            )
         return problems
 
     def require_backends(self) -> None:
         """Fail when the database or Redis URL is missing (a service never starts its own servers)."""
-        missing = [
-            type(self).env_name(name, shared=True)
-            for name, value in (("DATABASE_URL", self.database_url), ("REDIS_URL", self.redis_url))
-            if not value
-        ]
+        urls = {"DATABASE_URL": self.database_url}
+        if isinstance(self, RedisSettingsMixin):
+            urls["REDIS_URL"] = self.redis_url
+        missing = [type(self).env_name(name, shared=True) for name, value in urls.items() if not value]
         if missing:
-            raise ConfigError([f"{name}: must be set (make run sets it for the embedded servers)" for name in missing])
+            raise ConfigError(
+                [f"{name}: must be set (make run sets it for the embedded servers)" for name in missing]
+            )
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict fit for a log line, secrets masked."""
@@ -224,3 +229,27 @@ class ServiceSettings:
             value = getattr(self, info.field)
             out[info.field] = "***" if info.secret and value else value
         return out
+
+
+@dataclass(frozen=True)
+class RedisSettingsMixin(ServiceSettings):
+    """Settings of a service that uses Redis (ingest and entitlements; the others do not read these)."""
+
+    redis_url: str = setting(
+        "REDIS_URL", "", "Redis URL; empty means the embedded dev server.", shared=True, secret=True
+    )
+    redis_key_prefix: str = setting(
+        "REDIS_KEY_PREFIX",
+        "metering:",
+        "Prefix of every Redis key, so tenants of one Redis never collide.",
+        shared=True,
+    )
+
+    def problems(self) -> list[str]:
+        """Base rules plus the Redis URL's scheme."""
+        problems = super().problems()
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(
+                f"{self.env_name('REDIS_URL', shared=True)}: must start with redis://, rediss:// or unix://"
+            )
+        return problems

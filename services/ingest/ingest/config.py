@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from meterlib.config import ServiceSettings
+from meterlib.config import RedisSettingsMixin
 
 
 @dataclass(frozen=True)
-class Settings(ServiceSettings):
+class Settings(RedisSettingsMixin):
     """Everything the ingest service reads at start-up."""
 
     SERVICE: ClassVar[str] = "ingest"

@@ -1,0 +1,214 @@
+"""The one server interceptor: request context, error mapping, logs and metrics for every RPC.
+
+Domain errors become status codes here and nowhere else; ``InvalidArgument`` carries a
+``google.rpc.BadRequest`` with its field violations in the rich status (``grpc-status-details-bin``),
+readable by any client with ``grpc_status.rpc_status.from_call``. Any other exception is INTERNAL with a
+generic message; its traceback goes to the log with the request id.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from prometheus_client import Counter, Histogram
+
+from meterlib import context, errors
+from meterlib.logs import get_logger
+
+log = get_logger("meterlib.rpc")
+
+RPC_LATENCY = Histogram(
+    "metering_grpc_server_handling_seconds",
+    "Time to handle a gRPC call, by method.",
+    ["service", "method"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RPC_HANDLED = Counter(
+    "metering_grpc_server_handled_total",
+    "gRPC calls completed, by method and status code.",
+    ["service", "method", "code"],
+)
+
+_STATUS_OF: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+}
+
+# Infrastructure services are served as they are: no namespace, no per-call logging.
+_PASSTHROUGH_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def status_code_of(error: errors.DomainError) -> grpc.StatusCode:
+    """The gRPC status code a domain error maps to."""
+    for cls in type(error).__mro__:
+        if cls in _STATUS_OF:
+            return _STATUS_OF[cls]  # type: ignore[index]
+    return grpc.StatusCode.UNKNOWN
+
+
+def rich_status(error: errors.DomainError) -> grpc.Status:
+    """The grpc.Status (code, message and google.rpc details) a domain error is sent as."""
+    code = status_code_of(error)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=error.message)
+    if isinstance(error, errors.InvalidArgument) and error.violations:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    return rpc_status.to_status(status)
+
+
+class _Call:
+    """What one RPC needs to know about itself; built once per method and reused for every call."""
+
+    def __init__(self, service: str, method: str, default_namespace: str) -> None:
+        self.method = method
+        self.default_namespace = default_namespace
+        self.latency = RPC_LATENCY.labels(service, method)
+        self.ok = RPC_HANDLED.labels(service, method, "OK")
+        self.service = service
+
+    def begin(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> float:
+        metadata = ctx.invocation_metadata()
+        context.current_method.set(self.method)
+        context.current_request_id.set(context.request_id_from_metadata(metadata))
+        context.current_namespace.set(None)
+        context.current_namespace.set(context.namespace_from_metadata(metadata, self.default_namespace))
+        return time.perf_counter()
+
+    def finished(self, started: float, code: grpc.StatusCode) -> None:
+        self.latency.observe(time.perf_counter() - started)
+        if code is grpc.StatusCode.OK:
+            self.ok.inc()
+        else:
+            RPC_HANDLED.labels(self.service, self.method, code.name).inc()
+
+    async def fail(self, ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> grpc.StatusCode:
+        """Abort the call with the status ``exc`` maps to (raises AbortError, as grpc.aio wants)."""
+        if isinstance(exc, errors.DomainError):
+            status = rich_status(exc)
+            level = (
+                log.warning
+                if status.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN)
+                else log.info
+            )
+            level("rpc.rejected", code=status.code.name, error=exc.message)
+            await ctx.abort(status.code, status.details, status.trailing_metadata)
+        log.error("rpc.internal_error", exc_info=exc)
+        request_id = context.current_request_id.get()
+        await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+        raise AssertionError("unreachable")  # abort always raises
+
+
+Behavior = Callable[..., Any]
+
+
+def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
+    if not handler.response_streaming:
+        behavior: Behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
+
+        async def unary_response(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                started = call.begin(ctx)
+                return await behavior(request, ctx)
+            except grpc.aio.AbortError:
+                code = ctx.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                raise
+            except Exception as exc:
+                code = (
+                    status_code_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+                )
+                await call.fail(ctx, exc)
+            finally:
+                call.finished(started, code)
+
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return factory(
+            unary_response,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    stream_behavior: Behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
+
+    async def streaming_response(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            started = call.begin(ctx)
+            result = stream_behavior(request, ctx)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:  # a coroutine that writes with ctx.write()
+                await result
+        except grpc.aio.AbortError:
+            code = ctx.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+            raise
+        except Exception as exc:
+            code = status_code_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+            await call.fail(ctx, exc)
+        finally:
+            call.finished(started, code)
+
+    factory = (
+        grpc.stream_stream_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_stream_rpc_method_handler
+    )
+    return factory(
+        streaming_response,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Sets request context, maps domain errors to statuses, logs failures and records metrics."""
+
+    def __init__(self, service: str, default_namespace: str) -> None:
+        self._service = service
+        self._default_namespace = default_namespace
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(_PASSTHROUGH_PREFIXES):
+            return handler
+        wrapped = _wrap(handler, _Call(self._service, method, self._default_namespace))
+        self._wrapped[method] = wrapped
+        return wrapped

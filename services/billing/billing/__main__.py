@@ -1,0 +1,26 @@
+"""`metering-billing` / `python -m billing`: serve, migrate, or check the configuration."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from meterlib.cli import ServiceDefinition
+from meterlib.cli import main as run_cli
+
+from billing import MIGRATIONS_DIR, SCHEMA
+from billing.app import build
+from billing.config import Settings
+
+DEFINITION = ServiceDefinition(
+    name="billing", settings_class=Settings, build=build, migrations_dir=MIGRATIONS_DIR, schema=SCHEMA
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    return run_cli(DEFINITION, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Composition root of the billing service: wires settings, Postgres and the clock into servicers."""
+
+from __future__ import annotations
+
+import asyncpg
+from meterlib.clock import Clock
+from meterlib.db import create_pool
+from meterlib.server import ServiceApp
+
+from billing import SCHEMA
+from billing.config import Settings
+
+
+async def build(
+    settings: Settings, *, pool: asyncpg.Pool | None = None, clock: Clock | None = None
+) -> ServiceApp:
+    """Build the service; a pool passed in (tests share theirs) is not closed by it."""
+    app = ServiceApp(name="billing")
+    if pool is None:
+        pool = await create_pool(
+            settings.database_url,
+            schema=SCHEMA,
+            application_name="metering-billing",
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+        )
+        app.on_stop.append(pool.close)
+    return app

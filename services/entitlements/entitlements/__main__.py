@@ -1,0 +1,26 @@
+"""`metering-entitlements` / `python -m entitlements`: serve, migrate, or check the configuration."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from meterlib.cli import ServiceDefinition
+from meterlib.cli import main as run_cli
+
+from entitlements import MIGRATIONS_DIR, SCHEMA
+from entitlements.app import build
+from entitlements.config import Settings
+
+DEFINITION = ServiceDefinition(
+    name="entitlements", settings_class=Settings, build=build, migrations_dir=MIGRATIONS_DIR, schema=SCHEMA
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    return run_cli(DEFINITION, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
