@@ -55,8 +55,8 @@ async def _stream(name: str, stream: asyncio.StreamReader, colour: bool) -> None
         sys.stdout.flush()
 
 
-async def _wait_healthy(port: int, process: asyncio.subprocess.Process, timeout: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_healthy(port: int, process: asyncio.subprocess.Process, within_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
@@ -69,19 +69,19 @@ async def _wait_healthy(port: int, process: asyncio.subprocess.Process, timeout:
             except grpc.aio.AioRpcError:
                 pass
             if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"not healthy after {timeout:.0f}s")
+                raise RuntimeError(f"not healthy after {within_s:.0f}s")
             await asyncio.sleep(0.2)
 
 
-async def _stop_all(running: list[RunningService], timeout: float) -> None:
+async def _stop_all(running: list[RunningService], grace_s: float) -> None:
     for service in running:
         if service.process.returncode is None:
             service.process.send_signal(signal.SIGTERM)
     for service in running:
         try:
-            await asyncio.wait_for(service.process.wait(), timeout)
+            await asyncio.wait_for(service.process.wait(), grace_s)
         except TimeoutError:
-            _say(f"{service.name} did not stop in {timeout:.0f}s; killing it")
+            _say(f"{service.name} did not stop in {grace_s:.0f}s; killing it")
             service.process.kill()
             await service.process.wait()
 
@@ -162,7 +162,7 @@ async def run_services(database_url: str, redis_url: str, *, health_timeout: flo
         _say("stopping")
         return 0
     finally:
-        await _stop_all(running, timeout=30)
+        await _stop_all(running, grace_s=30)
         for task in streams:
             try:
                 await asyncio.wait_for(task, 5)
