@@ -163,10 +163,8 @@ class ServiceSettings:
             if raw is None:
                 values[info.field] = info.default
                 continue
-            type_name = (
-                types[info.field] if isinstance(types[info.field], str) else types[info.field].__name__
-            )
-            parser = _PARSERS.get(str(type_name), str)
+            # With postponed annotations a field's type is its source text: "int", "float", "bool", "str".
+            parser = _PARSERS.get(str(types[info.field]), str)
             try:
                 values[info.field] = parser(raw)
             except ValueError as exc:

@@ -56,7 +56,7 @@ def status_code_of(error: errors.DomainError) -> grpc.StatusCode:
     """The gRPC status code a domain error maps to."""
     for cls in type(error).__mro__:
         if cls in _STATUS_OF:
-            return _STATUS_OF[cls]  # type: ignore[index]
+            return _STATUS_OF[cls]
     return grpc.StatusCode.UNKNOWN
 
 
@@ -134,7 +134,7 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
                 started = call.begin(ctx)
                 return await behavior(request, ctx)
             except grpc.aio.AbortError:
-                code = ctx.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                code = ctx.code() or grpc.StatusCode.UNKNOWN
                 raise
             except Exception as exc:
                 code = (
@@ -169,7 +169,7 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
             else:  # a coroutine that writes with ctx.write()
                 await result
         except grpc.aio.AbortError:
-            code = ctx.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+            code = ctx.code() or grpc.StatusCode.UNKNOWN
             raise
         except Exception as exc:
             code = status_code_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
@@ -189,7 +189,7 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
     )
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Sets request context, maps domain errors to statuses, logs failures and records metrics."""
 
     def __init__(self, service: str, default_namespace: str) -> None:
@@ -202,7 +202,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is not None:
             return wrapped
