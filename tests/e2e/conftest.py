@@ -1,0 +1,91 @@
+"""The e2e fixture: all four services as separate processes on free ports, driven only through gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.support.processes import SERVICES, service_env, spawn_service, stop, wait_healthy
+
+
+@dataclass
+class RunningService:
+    """One service process under test, its address and a channel to it."""
+
+    name: str
+    port: int
+    metrics_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    channel: grpc.aio.Channel
+    stub: Any = None
+
+
+@dataclass
+class Cluster:
+    """The four services, each reachable through ``cluster[name].stub``."""
+
+    services: dict[str, RunningService] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> RunningService:
+        return self.services[name]
+
+
+def _stub_class(service: str) -> Any:
+    """The generated stub of a service's public API (``metering.<service>.v1``)."""
+    module = importlib.import_module(f"metering.{service}.v1.{service}_pb2_grpc")
+    [stub] = [getattr(module, n) for n in dir(module) if n.endswith("ServiceStub")]
+    return stub
+
+
+@pytest.fixture
+async def cluster(
+    empty_database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """Migrate a fresh database with each service's own command, then start all four services."""
+    env = service_env(empty_database_url, redis_url, redis_prefix)
+    for name in SERVICES:
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            name,
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await migrate.communicate()
+        assert migrate.returncode == 0, out.decode()
+
+    cluster = Cluster(env=env)
+    try:
+        for name in SERVICES:
+            process, port, metrics_port = spawn_service(name, env, tmp_path)
+            cluster.services[name] = RunningService(
+                name=name,
+                port=port,
+                metrics_port=metrics_port,
+                process=process,
+                log_path=tmp_path / f"{name}.log",
+                channel=grpc.aio.insecure_channel(f"127.0.0.1:{port}"),
+            )
+        await asyncio.gather(
+            *(wait_healthy(s.port, s.process, s.log_path) for s in cluster.services.values())
+        )
+        for service in cluster.services.values():
+            service.stub = _stub_class(service.name)(service.channel)
+        yield cluster
+    finally:
+        for service in cluster.services.values():
+            await service.channel.close()
+            stop(service.process)
