@@ -74,7 +74,7 @@ async def test_calls_still_running_after_the_grace_period_are_cancelled(tmp_path
 
 
 async def test_new_calls_are_refused_once_the_server_stops(tmp_path: Path) -> None:
-    process, port, log_path = await _start_probe(tmp_path, METERING_PROBE_GRACE_SECONDS="5")
+    process, port, _ = await _start_probe(tmp_path, METERING_PROBE_GRACE_SECONDS="5")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         in_flight = asyncio.ensure_future(call(channel, "Sleep")(StringValue(value="1.5"), timeout=20))
         await asyncio.sleep(0.3)
