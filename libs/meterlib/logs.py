@@ -67,5 +67,7 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
 
 
 def get_logger(name: str | None = None) -> Any:
-    """A structlog logger; ``name`` becomes the ``logger`` key."""
-    return structlog.get_logger(name) if name is None else structlog.get_logger().bind(logger=name)
+    """A structlog logger; ``name`` becomes the ``logger_name`` key."""
+    # Initial values, not bind(): bind() on the lazy proxy would build the logger now, at import time,
+    # before configure_logging() has run, and the logger would keep the default configuration.
+    return structlog.get_logger() if name is None else structlog.get_logger(logger_name=name)
