@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meterlib.embedded import backends, die_with_parent
+from meterlib.logs import configure_logging
 
 SERVICES = ("ingest", "catalog", "entitlements", "billing")
 _COLORS = {"ingest": "36", "catalog": "35", "entitlements": "33", "billing": "32"}
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, default=Path(".metering/dev"), help="where embedded servers keep their data"
     )
     args = parser.parse_args(argv)
+    configure_logging("dev", os.environ.get("METERING_LOG_LEVEL", "info"), "console")
     database_url = os.environ.get("METERING_DATABASE_URL") or None
     redis_url = os.environ.get("METERING_REDIS_URL") or None
     # Until the loop below installs its own handlers, Ctrl-C must still stop embedded servers cleanly.
