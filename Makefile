@@ -12,8 +12,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,embedded]'
+	@echo "installing into $(VENV) (the first time takes a minute or two; log in $(VENV)/install.log)"
+	@( $(PY) -m pip install --disable-pip-version-check --upgrade pip \
+	   && $(PY) -m pip install --disable-pip-version-check -e '.[dev,embedded]' ) > $(VENV)/install.log 2>&1 \
+	   || { tail -n 40 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
 ## Start embedded PostgreSQL and Redis (unless METERING_DATABASE_URL / METERING_REDIS_URL are set),
