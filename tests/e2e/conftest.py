@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,23 +49,11 @@ def _stub_class(service: str) -> Any:
 
 @pytest.fixture
 async def cluster(
-    empty_database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Cluster]:
-    """Migrate a fresh database with each service's own command, then start all four services."""
-    env = service_env(empty_database_url, redis_url, redis_prefix)
-    for name in SERVICES:
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            name,
-            "migrate",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await migrate.communicate()
-        assert migrate.returncode == 0, out.decode()
-
+    """All four services as processes on a fresh migrated database (``metering-<svc> migrate`` is tested
+    on its own), stopped together afterwards."""
+    env = service_env(database_url, redis_url, redis_prefix)
     cluster = Cluster(env=env)
     try:
         for name in SERVICES:
@@ -88,4 +75,7 @@ async def cluster(
     finally:
         for service in cluster.services.values():
             await service.channel.close()
+            if service.process.poll() is None:
+                service.process.terminate()
+        for service in cluster.services.values():
             stop(service.process)
