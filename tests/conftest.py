@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
+
 from meterlib.embedded import Backends, backends
 from meterlib.migrations import migrate
-
 from tests.support.databases import create_database, drop_database, unique_name
 
 ROOT = Path(__file__).resolve().parents[1]

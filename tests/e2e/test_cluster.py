@@ -12,8 +12,8 @@ from urllib.request import urlopen
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from meterlib.embedded import free_port
 
+from meterlib.embedded import free_port
 from tests.e2e.conftest import Cluster
 from tests.support.processes import SERVICES, service_env
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from meterlib.migrations import MigrationError, migrate
 
+from meterlib.migrations import MigrationError, migrate
 from tests.conftest import SERVICE_SCHEMAS
 from tests.support.processes import service_env
 

@@ -12,9 +12,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+
 from meterlib.embedded import free_port
 from meterlib.server import ServiceRunner
-
 from tests.support.probe import SERVICE_NAME, ProbeSettings, call, probe_app
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from meterlib.embedded import free_port
 
+from meterlib.embedded import free_port
 from tests.support.probe import call
 from tests.support.processes import service_env, spawn, wait_healthy
 

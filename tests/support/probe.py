@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import grpc
 from google.protobuf.wrappers_pb2 import StringValue
+
 from meterlib import context
 from meterlib.config import ServiceSettings
 from meterlib.errors import FieldViolation, InvalidArgument, NotFound

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from meterlib.embedded import free_port
 
 SERVICES = ("ingest", "catalog", "entitlements", "billing")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 import billing.config
 import catalog.config
 import entitlements.config
 import ingest.config
-import pytest
 from meterlib.config import ConfigError
 
 

@@ -305,8 +305,9 @@ def test_enums_have_unspecified_zero_values() -> None:
 
 
 def test_envoy_subset_field_numbers_match_envoy() -> None:
-    import envoy.service.auth.v3.external_auth_pb2  # noqa: F401  (registers the subset)
     from google.protobuf import descriptor_pool
+
+    import envoy.service.auth.v3.external_auth_pb2  # noqa: F401  (registers the subset)
 
     pool = descriptor_pool.Default()
     for message_name, numbers in ENVOY_FIELD_NUMBERS.items():
@@ -331,8 +332,9 @@ def test_envoy_subset_field_numbers_match_envoy() -> None:
 
 
 def test_envoy_check_round_trips_with_google_rpc_status() -> None:
-    from envoy.service.auth.v3 import external_auth_pb2
     from google.rpc import code_pb2, status_pb2
+
+    from envoy.service.auth.v3 import external_auth_pb2
 
     response = external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED),
