@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncpg
-from meterlib.clock import Clock
-from meterlib.db import create_pool
-from meterlib.server import ServiceApp
 
 from billing import SCHEMA
 from billing.config import Settings
+from meterlib.clock import Clock
+from meterlib.db import create_pool
+from meterlib.server import ServiceApp
 
 
 async def build(

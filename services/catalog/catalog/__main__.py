@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from meterlib.cli import ServiceDefinition
-from meterlib.cli import main as run_cli
-
 from catalog import MIGRATIONS_DIR, SCHEMA
 from catalog.app import build
 from catalog.config import Settings
+from meterlib.cli import ServiceDefinition
+from meterlib.cli import main as run_cli
 
 DEFINITION = ServiceDefinition(
     name="catalog", settings_class=Settings, build=build, migrations_dir=MIGRATIONS_DIR, schema=SCHEMA

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncpg
-from meterlib.clock import Clock
-from meterlib.db import create_pool
-from meterlib.redis import create_redis
-from meterlib.server import ServiceApp
 from redis.asyncio import Redis
 
 from entitlements import SCHEMA
 from entitlements.config import Settings
+from meterlib.clock import Clock
+from meterlib.db import create_pool
+from meterlib.redis import create_redis
+from meterlib.server import ServiceApp
 
 
 async def build(

@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from meterlib.cli import ServiceDefinition
-from meterlib.cli import main as run_cli
-
 from ingest import MIGRATIONS_DIR, SCHEMA
 from ingest.app import build
 from ingest.config import Settings
+from meterlib.cli import ServiceDefinition
+from meterlib.cli import main as run_cli
 
 DEFINITION = ServiceDefinition(
     name="ingest", settings_class=Settings, build=build, migrations_dir=MIGRATIONS_DIR, schema=SCHEMA
