@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.request import urlopen
 
 import grpc
@@ -13,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from metering.common.v1 import common_pb2
 from meterlib.embedded import free_port
 from meterlib.server import ServiceRunner
 from tests.support.probe import SERVICE_NAME, ProbeSettings, call, probe_app
@@ -63,6 +65,17 @@ async def test_domain_errors_map_to_their_status(channel: grpc.aio.Channel) -> N
         await call(channel, "Missing")(StringValue(value="tokens"))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert raised.value.details() == "meter 'tokens' not found"
+    resource = _detail(raised.value, error_details_pb2.ResourceInfo)
+    assert (resource.resource_type, resource.resource_name) == ("meter", "tokens")
+
+
+def _detail(error: grpc.aio.AioRpcError, message_type: type[Any]) -> Any:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    [detail] = [d for d in status.details if d.Is(message_type.DESCRIPTOR)]
+    message = message_type()
+    detail.Unpack(message)
+    return message
 
 
 async def test_unexpected_errors_are_internal_without_their_details(channel: grpc.aio.Channel) -> None:
@@ -90,6 +103,9 @@ async def test_a_malformed_namespace_is_invalid_argument_naming_the_header(chann
         await call(channel, "Echo")(StringValue(), metadata=(("x-metering-namespace", "Not A Namespace!"),))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in bad_request_of(raised.value).field_violations] == ["x-metering-namespace"]
+    info = _detail(raised.value, error_details_pb2.ErrorInfo)
+    assert (info.reason, info.domain) == ("ERROR_REASON_NAMESPACE_MISSING", "metering")
+    assert info.reason in common_pb2.ErrorReason.keys()
 
 
 async def test_a_missing_namespace_is_refused_when_there_is_no_default() -> None:

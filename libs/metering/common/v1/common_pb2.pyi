@@ -8,8 +8,9 @@ Conventions (they apply to every RPC of every metering.*.v1 service):
 
 * Tenancy. The namespace (tenant) is never a field of any message. It travels in the request
   metadata key `x-metering-namespace` and is checked against the caller's API key. Data of one
-  namespace is never visible from another. A missing or unknown namespace fails with
-  UNAUTHENTICATED (or INVALID_ARGUMENT in embedded dev mode, where a default may be implied).
+  namespace is never visible from another. A malformed namespace, or a missing one where the
+  deployment implies no default, fails with INVALID_ARGUMENT naming `x-metering-namespace` in its
+  field violations; a namespace the caller's API key does not grant fails with PERMISSION_DENIED.
 * Idempotency. Every state-changing RPC is safe to retry. It is keyed either by a natural key
   (an event's (source, id), a meter, feature or customer key, a plan key and version, an invoice
   id whose state transition is idempotent) or by a client-supplied `request_id`. A `request_id`
@@ -90,7 +91,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_UNSPECIFIED: _ErrorReason.ValueType  # 0
     """No specific reason; never sent."""
     ERROR_REASON_NAMESPACE_MISSING: _ErrorReason.ValueType  # 1
-    """UNAUTHENTICATED: the request carries no `x-metering-namespace` metadata and none is implied."""
+    """INVALID_ARGUMENT: the request carries no usable `x-metering-namespace` metadata (missing where
+    no default is implied, or malformed).
+    """
     ERROR_REASON_API_KEY_INVALID: _ErrorReason.ValueType  # 2
     """UNAUTHENTICATED: the API key is missing, unknown, revoked, or belongs to another namespace."""
     ERROR_REASON_SCOPE_MISSING: _ErrorReason.ValueType  # 3
@@ -130,7 +133,9 @@ class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
 ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
 """No specific reason; never sent."""
 ERROR_REASON_NAMESPACE_MISSING: ErrorReason.ValueType  # 1
-"""UNAUTHENTICATED: the request carries no `x-metering-namespace` metadata and none is implied."""
+"""INVALID_ARGUMENT: the request carries no usable `x-metering-namespace` metadata (missing where
+no default is implied, or malformed).
+"""
 ERROR_REASON_API_KEY_INVALID: ErrorReason.ValueType  # 2
 """UNAUTHENTICATED: the API key is missing, unknown, revoked, or belongs to another namespace."""
 ERROR_REASON_SCOPE_MISSING: ErrorReason.ValueType  # 3

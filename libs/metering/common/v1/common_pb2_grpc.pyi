@@ -8,8 +8,9 @@ Conventions (they apply to every RPC of every metering.*.v1 service):
 
 * Tenancy. The namespace (tenant) is never a field of any message. It travels in the request
   metadata key `x-metering-namespace` and is checked against the caller's API key. Data of one
-  namespace is never visible from another. A missing or unknown namespace fails with
-  UNAUTHENTICATED (or INVALID_ARGUMENT in embedded dev mode, where a default may be implied).
+  namespace is never visible from another. A malformed namespace, or a missing one where the
+  deployment implies no default, fails with INVALID_ARGUMENT naming `x-metering-namespace` in its
+  field violations; a namespace the caller's API key does not grant fails with PERMISSION_DENIED.
 * Idempotency. Every state-changing RPC is safe to retry. It is keyed either by a natural key
   (an event's (source, id), a meter, feature or customer key, a plan key and version, an invoice
   id whose state transition is idempotent) or by a client-supplied `request_id`. A `request_id`
