@@ -16,6 +16,9 @@ from meterlib.errors import FieldViolation, InvalidArgument
 NAMESPACE_HEADER = "x-metering-namespace"
 REQUEST_ID_HEADER = "x-request-id"
 
+NAMESPACE_MISSING = "ERROR_REASON_NAMESPACE_MISSING"
+"""The ErrorInfo reason of a missing or malformed namespace."""
+
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
 _REQUEST_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
 
@@ -35,6 +38,7 @@ def validate_namespace(namespace: str) -> str:
                 )
             ],
             "invalid namespace",
+            reason=NAMESPACE_MISSING,
         )
     return namespace
 
@@ -47,7 +51,9 @@ def namespace_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None, 
             return validate_namespace(text)
     if not default:
         raise InvalidArgument.fields(
-            [FieldViolation(NAMESPACE_HEADER, "is required: set the request metadata")], "namespace missing"
+            [FieldViolation(NAMESPACE_HEADER, "is required: set the request metadata")],
+            "namespace missing",
+            reason=NAMESPACE_MISSING,
         )
     return default
 

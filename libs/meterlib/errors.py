@@ -6,8 +6,9 @@ violations and the like) into these.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,33 +19,68 @@ class FieldViolation:
     description: str
 
 
-class DomainError(Exception):
-    """Base of every error a service means to tell its caller about."""
+ERROR_DOMAIN = "metering"
+"""The ``google.rpc.ErrorInfo.domain`` of every error this project sends."""
 
-    def __init__(self, message: str) -> None:
+
+class DomainError(Exception):
+    """Base of every error a service means to tell its caller about.
+
+    ``reason`` is the name of a ``metering.common.v1.ErrorReason`` value (e.g.
+    ``"ERROR_REASON_IMMUTABLE"``); with it the caller receives a ``google.rpc.ErrorInfo`` carrying the
+    reason and ``metadata``, so programs can tell causes apart without parsing messages.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
+        self.metadata = dict(metadata or {})
 
 
 class InvalidArgument(DomainError):
     """The request is malformed; ``violations`` names every offending field at once."""
 
-    def __init__(self, message: str, violations: Iterable[FieldViolation] = ()) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        violations: Iterable[FieldViolation] = (),
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
         self.violations = tuple(violations)
 
     @classmethod
     def fields(
-        cls, violations: Iterable[FieldViolation], message: str = "invalid request"
+        cls,
+        violations: Iterable[FieldViolation],
+        message: str = "invalid request",
+        *,
+        reason: str | None = None,
     ) -> InvalidArgument:
         """An InvalidArgument whose message lists the offending fields."""
         violations = tuple(violations)
         names = ", ".join(v.field for v in violations)
-        return cls(f"{message}: {names}" if names else message, violations)
+        return cls(f"{message}: {names}" if names else message, violations, reason=reason)
 
 
 class NotFound(DomainError):
-    """The named resource does not exist in the caller's namespace."""
+    """The named resource does not exist in the caller's namespace.
+
+    ``resource_type`` and ``resource_name`` (e.g. ``"meter"``, ``"input_tokens"``) reach the caller as
+    a ``google.rpc.ResourceInfo``.
+    """
+
+    def __init__(
+        self, message: str, *, resource_type: str = "", resource_name: str = "", **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.resource_type = resource_type
+        self.resource_name = resource_name
 
 
 class AlreadyExists(DomainError):

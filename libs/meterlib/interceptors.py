@@ -75,6 +75,24 @@ def rich_status(error: errors.DomainError) -> grpc.Status:
             )
         )
         status.details.append(detail)
+    if isinstance(error, errors.NotFound) and (error.resource_type or error.resource_name):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.ResourceInfo(
+                resource_type=error.resource_type,
+                resource_name=error.resource_name,
+                description=error.message,
+            )
+        )
+        status.details.append(detail)
+    if error.reason:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.ErrorInfo(
+                reason=error.reason, domain=errors.ERROR_DOMAIN, metadata=error.metadata
+            )
+        )
+        status.details.append(detail)
     return rpc_status.to_status(status)
 
 

@@ -41,7 +41,7 @@ async def invalid(request: StringValue, ctx: Any) -> StringValue:
 
 
 async def missing(request: StringValue, ctx: Any) -> StringValue:
-    raise NotFound(f"meter {request.value!r} not found")
+    raise NotFound(f"meter {request.value!r} not found", resource_type="meter", resource_name=request.value)
 
 
 async def crash(request: StringValue, ctx: Any) -> StringValue:
