@@ -7,7 +7,7 @@ import asyncpg
 from catalog import SCHEMA
 from catalog.config import Settings
 from meterlib.clock import Clock
-from meterlib.db import create_pool
+from meterlib.resources import open_pool
 from meterlib.server import ServiceApp
 
 
@@ -16,13 +16,5 @@ async def build(
 ) -> ServiceApp:
     """Build the service; a pool passed in (tests share theirs) is not closed by it."""
     app = ServiceApp(name="catalog")
-    if pool is None:
-        pool = await create_pool(
-            settings.database_url,
-            schema=SCHEMA,
-            application_name="metering-catalog",
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-        )
-        app.on_stop.append(pool.close)
+    pool = pool or await open_pool(app, settings, SCHEMA)
     return app

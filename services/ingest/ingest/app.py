@@ -8,8 +8,7 @@ from redis.asyncio import Redis
 from ingest import SCHEMA
 from ingest.config import Settings
 from meterlib.clock import Clock
-from meterlib.db import create_pool
-from meterlib.redis import create_redis
+from meterlib.resources import open_pool, open_redis
 from meterlib.server import ServiceApp
 
 
@@ -22,17 +21,10 @@ async def build(
 ) -> ServiceApp:
     """Build the service; resources passed in (tests share theirs) are not closed by it."""
     app = ServiceApp(name="ingest")
-    if pool is None:
-        pool = await create_pool(
-            settings.database_url,
-            schema=SCHEMA,
-            application_name="metering-ingest",
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-        )
-        app.on_stop.append(pool.close)
-    if redis is None:
-        redis = create_redis(settings.redis_url)
-        await redis.ping()
-        app.on_stop.append(redis.aclose)
+    try:
+        pool = pool or await open_pool(app, settings, SCHEMA)
+        redis = redis or await open_redis(app, settings)
+    except BaseException:
+        await app.close()  # what was opened before the failure
+        raise
     return app
