@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from meterlib.logs import get_logger
 
@@ -59,6 +59,18 @@ def die_with_parent(sig: int) -> Callable[[], None]:
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
     return preexec
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that run a child as ``user`` with that user's group and no other.
+
+    The group matters: a child keeping root's group would get the group bits of root-owned
+    directories (often none) instead of their "other" bits, and be refused where it should pass.
+    """
+    if user is None:
+        return {}
+    account = pwd.getpwnam(user)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -119,8 +131,10 @@ class _Process:
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            user=user,
             env=env,
+            **_as_user(user),
+            # Own session: a Ctrl-C in the terminal reaches the runner, which stops the servers last.
+            start_new_session=True,
             preexec_fn=die_with_parent(stop_signal),
         )
 
@@ -228,8 +242,8 @@ class EmbeddedPostgres:
             ],
             capture_output=True,
             text=True,
-            user=self._user,
             env={**os.environ, "LC_ALL": "C"},
+            **_as_user(self._user),
         )
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
