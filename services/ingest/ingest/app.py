@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 from redis.asyncio import Redis
 
 from ingest import SCHEMA
+from ingest.api import IngestApi
 from ingest.config import Settings
-from meterlib.clock import Clock
+from ingest.domain import EventLimits
+from ingest.service import EventService, MeterService, UsageService
+from ingest.store import EventStore, MeterStore
+from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from meterlib.clock import Clock, SystemClock
 from meterlib.resources import open_pool, open_redis
 from meterlib.server import ServiceApp
 
@@ -27,4 +34,20 @@ async def build(
     except BaseException:
         await app.close()  # what was opened before the failure
         raise
+    clock = clock or SystemClock()
+    meter_store, event_store = MeterStore(pool), EventStore(pool)
+    meters = MeterService(meter_store, clock)
+    limits = EventLimits(
+        max_data_bytes=settings.max_event_data_bytes,
+        max_json_depth=settings.max_json_depth,
+        max_future=timedelta(seconds=settings.max_future_seconds),
+    )
+    events = EventService(
+        event_store, meter_store, clock, limits, timedelta(days=settings.dedupe_horizon_days)
+    )
+    api = IngestApi(meters, events, UsageService(meters, event_store, clock), settings.max_batch_events)
+    app.add_servicer(
+        lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, server),
+        ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    )
     return app

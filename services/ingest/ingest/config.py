@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from meterlib.config import RedisSettingsMixin
+from meterlib.config import RedisSettingsMixin, setting
 
 
 @dataclass(frozen=True)
@@ -15,3 +15,32 @@ class Settings(RedisSettingsMixin):
     SERVICE: ClassVar[str] = "ingest"
     DEFAULT_PORT: ClassVar[int] = 50051
     DEFAULT_METRICS_PORT: ClassVar[int] = 9091
+
+    dedupe_horizon_days: int = setting(
+        "DEDUPE_HORIZON_DAYS", 32, "How long an event's (source, id) is remembered to drop its duplicates."
+    )
+    max_batch_events: int = setting(
+        "MAX_BATCH_EVENTS", 1000, "Most events in one Ingest call or stream message."
+    )
+    max_event_data_bytes: int = setting(
+        "MAX_EVENT_DATA_BYTES", 65536, "Largest `data` of one event, in bytes."
+    )
+    max_json_depth: int = setting("MAX_JSON_DEPTH", 32, "Deepest nesting of an event's `data`.")
+    max_future_seconds: int = setting(
+        "MAX_FUTURE_SECONDS", 86400, "How far in the future an event's time may be, in seconds."
+    )
+
+    def problems(self) -> list[str]:
+        """Base rules plus the ingest limits'."""
+        problems = super().problems()
+        for name, value in (
+            ("DEDUPE_HORIZON_DAYS", self.dedupe_horizon_days),
+            ("MAX_BATCH_EVENTS", self.max_batch_events),
+            ("MAX_EVENT_DATA_BYTES", self.max_event_data_bytes),
+            ("MAX_JSON_DEPTH", self.max_json_depth),
+        ):
+            if value < 1:
+                problems.append(f"{self.env_name(name)}: must be at least 1")
+        if self.max_future_seconds < 0:
+            problems.append(f"{self.env_name('MAX_FUTURE_SECONDS')}: must not be negative")
+        return problems

@@ -1,0 +1,80 @@
+"""What a meter makes of one event: its value and group values, or why it cannot count it. No I/O.
+
+The rules here and the SQL of ``ingest.usage`` are the same rules; tests hold them together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from ingest.domain import Aggregation, Meter, MeterError, MeterErrorReason
+
+DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+"""A string that counts as a number: optional minus, digits, optional fraction (as in SQL meter_number)."""
+
+
+def parse_data(data: str) -> Any:
+    """An event's data, numbers as exact Decimals."""
+    return json.loads(data, parse_float=Decimal)
+
+
+MAX_SIGNIFICANT_DIGITS = 38
+
+
+def numeric_value(value: Any) -> Decimal | None:
+    """The number a JSON value stands for (a number, or a string holding a decimal), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | Decimal):
+        return Decimal(value)
+    if isinstance(value, str) and DECIMAL_STRING.match(value):
+        return Decimal(value)
+    return None
+
+
+def in_range(number: Decimal) -> bool:
+    """Whether a number has at most 38 significant digits, the precision kept exactly."""
+    # Counted as SQL meter_number counts: the plain digits, fraction zeros trimmed, leading zeros not
+    # counted. (No Decimal.normalize(): it would round to the context's precision first.)
+    text = f"{abs(number):f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return len(text.replace(".", "").lstrip("0")) <= MAX_SIGNIFICANT_DIGITS
+
+
+def meter_error(meter: Meter, data: Any) -> MeterError | None:
+    """Why ``meter`` cannot count an event with this (parsed) data; None when it can."""
+    path = meter.value_path
+    if path is not None:
+        found, value = path.find(data)
+        if not found or value is None:
+            return MeterError(meter.key, MeterErrorReason.VALUE_MISSING, f"{path.text} is missing")
+        if meter.aggregation is Aggregation.UNIQUE_COUNT:
+            counts = isinstance(value, int | Decimal | str) and not isinstance(value, bool)
+        else:
+            number = numeric_value(value)
+            if number is not None and not in_range(number):
+                return MeterError(
+                    meter.key,
+                    MeterErrorReason.VALUE_OUT_OF_RANGE,
+                    f"{path.text} has more than {MAX_SIGNIFICANT_DIGITS} significant digits",
+                )
+            counts = number is not None
+        if not counts:
+            shown = json.dumps(value, default=str)
+            shown = shown if len(shown) <= 64 else shown[:61] + "..."
+            return MeterError(
+                meter.key, MeterErrorReason.VALUE_NOT_NUMBER, f"{path.text} is {shown}, not a number"
+            )
+    for name, group_path in meter.group_paths.items():
+        found, value = group_path.find(data)
+        if found and isinstance(value, dict | list):
+            return MeterError(
+                meter.key,
+                MeterErrorReason.GROUP_VALUE_NOT_SCALAR,
+                f"group {name} ({group_path.text}) is an {'object' if isinstance(value, dict) else 'array'}",
+            )
+    return None
