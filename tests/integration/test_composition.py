@@ -47,7 +47,14 @@ async def test_build_opens_its_resources_serves_and_closes_them(
         assert sessions >= settings.db_pool_min  # its pool is open, named after the service
     finally:
         await runner.stop()
-    assert len(app.on_stop) == (2 if service in ("ingest", "entitlements") else 1)
+    conn = await asyncpg.connect(database_url)
+    try:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", f"metering-{service}"
+        )
+    finally:
+        await conn.close()
+    assert left == 0  # stopping closed its pool
 
 
 async def test_build_fails_fast_when_redis_is_unreachable(database_url: str) -> None:

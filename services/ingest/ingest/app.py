@@ -11,8 +11,9 @@ from ingest import SCHEMA
 from ingest.api import IngestApi
 from ingest.config import Settings
 from ingest.domain import EventLimits
+from ingest.publisher import UsagePublisher
 from ingest.service import EventService, MeterService, UsageService
-from ingest.store import EventStore, MeterStore
+from ingest.store import EventStore, MeterStore, OutboxStore
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.clock import Clock, SystemClock
 from meterlib.resources import open_pool, open_redis
@@ -36,6 +37,13 @@ async def build(
         raise
     clock = clock or SystemClock()
     meter_store, event_store = MeterStore(pool), EventStore(pool)
+    publisher = UsagePublisher(
+        OutboxStore(pool),
+        redis,
+        settings.redis_key_prefix + settings.usage_stream,
+        poll_seconds=settings.publish_poll_seconds,
+        max_len=settings.usage_stream_max_len,
+    )
     meters = MeterService(meter_store, clock)
     limits = EventLimits(
         max_data_bytes=settings.max_event_data_bytes,
@@ -50,4 +58,6 @@ async def build(
         lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, server),
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     )
+    publisher.start()
+    app.on_stop.append(publisher.stop)  # runs before the pool and Redis close (hooks run last first)
     return app

@@ -30,6 +30,16 @@ class Settings(RedisSettingsMixin):
         "MAX_FUTURE_SECONDS", 86400, "How far in the future an event's time may be, in seconds."
     )
 
+    usage_stream: str = setting(
+        "USAGE_STREAM", "usage-deltas", "Name of the Redis Stream of usage deltas (after the key prefix)."
+    )
+    usage_stream_max_len: int = setting(
+        "USAGE_STREAM_MAX_LEN", 10_000_000, "Approximate length the usage stream is trimmed to."
+    )
+    publish_poll_seconds: float = setting(
+        "PUBLISH_POLL_SECONDS", 1.0, "How often the outbox is checked for deltas other replicas left behind."
+    )
+
     def problems(self) -> list[str]:
         """Base rules plus the ingest limits'."""
         problems = super().problems()
@@ -38,9 +48,14 @@ class Settings(RedisSettingsMixin):
             ("MAX_BATCH_EVENTS", self.max_batch_events),
             ("MAX_EVENT_DATA_BYTES", self.max_event_data_bytes),
             ("MAX_JSON_DEPTH", self.max_json_depth),
+            ("USAGE_STREAM_MAX_LEN", self.usage_stream_max_len),
         ):
             if value < 1:
                 problems.append(f"{self.env_name(name)}: must be at least 1")
+        if not self.usage_stream:
+            problems.append(f"{self.env_name('USAGE_STREAM')}: must not be empty")
+        if self.publish_poll_seconds <= 0:
+            problems.append(f"{self.env_name('PUBLISH_POLL_SECONDS')}: must be positive")
         if self.max_future_seconds < 0:
             problems.append(f"{self.env_name('MAX_FUTURE_SECONDS')}: must not be negative")
         return problems

@@ -325,3 +325,16 @@ class MeterError:
     meter_key: str
     reason: MeterErrorReason
     message: str
+
+
+@dataclass(frozen=True)
+class UsageDelta:
+    """What one event adds to one meter: the message of the usage stream."""
+
+    namespace: str
+    meter: str
+    subject: str
+    group_values: dict[str, str]
+    time: datetime
+    value: str
+    event_key: str

@@ -10,7 +10,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from ingest.domain import Aggregation, Meter, MeterError, MeterErrorReason
+from ingest.domain import Aggregation, Meter, MeterError, MeterErrorReason, UsageDelta, ValidEvent
 
 DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 """A string that counts as a number: optional minus, digits, optional fraction (as in SQL meter_number)."""
@@ -78,3 +78,48 @@ def meter_error(meter: Meter, data: Any) -> MeterError | None:
                 f"group {name} ({group_path.text}) is an {'object' if isinstance(value, dict) else 'array'}",
             )
     return None
+
+
+def _group_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # as PostgreSQL prints a jsonb number: no exponent
+    return str(value)
+
+
+def usage_delta(namespace: str, meter: Meter, event: ValidEvent, data: Any) -> UsageDelta | None:
+    """What ``event`` adds to ``meter``; None when the meter cannot count it."""
+    if meter_error(meter, data) is not None:
+        return None
+    path = meter.value_path
+    if path is None:
+        value = "1"
+    else:
+        _, raw = path.find(data)
+        if meter.aggregation is Aggregation.UNIQUE_COUNT and isinstance(raw, str):
+            value = raw
+        else:
+            number = numeric_value(raw)
+            assert number is not None  # meter_error said it counts
+            text = f"{number:f}"
+            value = text.rstrip("0").rstrip(".") if "." in text else text
+    groups = {name: _group_text(group_path.find(data)[1]) for name, group_path in meter.group_paths.items()}
+    return UsageDelta(
+        namespace=namespace,
+        meter=meter.key,
+        subject=event.subject,
+        group_values=groups,
+        time=event.time,
+        value=value,
+        event_key=event_key(event.source, event.id),
+    )
+
+
+def event_key(source: str, event_id: str) -> str:
+    """The key that names one event everywhere: ``<length of source>:<source><id>``, unambiguous."""
+    return f"{len(source)}:{source}{event_id}"

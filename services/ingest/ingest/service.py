@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -17,10 +17,11 @@ from ingest.domain import (
     Meter,
     StoredEvent,
     UpdateMeterInput,
+    UsageDelta,
     ValidEvent,
     check_event,
 )
-from ingest.evaluation import meter_error, parse_data
+from ingest.evaluation import meter_error, parse_data, usage_delta
 from ingest.store import EventStore, MeterStore
 from ingest.usage import UsageQuery, _Params, counts_condition
 from meterlib.clock import Clock
@@ -178,7 +179,9 @@ class EventService:
         clock: Clock,
         limits: EventLimits,
         dedupe_horizon: timedelta,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
+        self._on_stored = on_stored  # tells the publisher that new deltas wait
         self._events = events
         self._meters = meters
         self._clock = clock
@@ -203,7 +206,12 @@ class EventService:
             else:
                 seen.add((checked.source, checked.id))
                 fresh.append(checked)
-        stored = await self._events.insert(namespace, fresh, now, now - self._horizon) if fresh else set()
+        deltas = await self._deltas(namespace, fresh)
+        stored = (
+            await self._events.insert(namespace, fresh, deltas, now, now - self._horizon) if fresh else set()
+        )
+        if deltas and stored and self._on_stored is not None:
+            self._on_stored()
         for valid in fresh:
             status = EventStatus.ACCEPTED if (valid.source, valid.id) in stored else EventStatus.DUPLICATE
             outcomes[valid.index] = EventOutcome(valid.index, valid.id, valid.source, status)
@@ -215,6 +223,29 @@ class EventService:
             rejected=result.count(EventStatus.REJECTED),
         )
         return result
+
+    async def _deltas(
+        self, namespace: str, events: Sequence[ValidEvent]
+    ) -> list[tuple[ValidEvent, UsageDelta]]:
+        """What each event adds to each active meter of its type."""
+        types = sorted({e.type for e in events})
+        if not types:
+            return []
+        by_type: dict[str, list[Meter]] = {}
+        for meter in await self._meters.of_event_types(namespace, types):
+            if meter.archive_time is None:
+                by_type.setdefault(meter.event_type, []).append(meter)
+        deltas = []
+        for event in events:
+            meters = by_type.get(event.type)
+            if not meters:
+                continue
+            data = parse_data(event.data)
+            for meter in meters:
+                delta = usage_delta(namespace, meter, event, data)
+                if delta is not None:
+                    deltas.append((event, delta))
+        return deltas
 
     async def list_events(
         self,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from ingest.domain import Aggregation, Meter, StoredEvent, ValidEvent
+from ingest.domain import Aggregation, Meter, StoredEvent, UsageDelta, ValidEvent
 from meterlib.errors import AlreadyExists
 
 _METER_COLUMNS = "key, name, description, event_type, aggregation, value_property, group_by, create_time, update_time, archive_time"
@@ -150,12 +152,19 @@ class EventStore:
         self._pool = pool
 
     async def insert(
-        self, namespace: str, events: Sequence[ValidEvent], ingest_time: datetime, horizon_start: datetime
+        self,
+        namespace: str,
+        events: Sequence[ValidEvent],
+        deltas: Sequence[tuple[ValidEvent, UsageDelta]],
+        ingest_time: datetime,
+        horizon_start: datetime,
     ) -> set[tuple[str, str]]:
-        """Store the events whose (source, id) is new or older than the horizon; return their keys.
+        """Store the events whose (source, id) is new or older than the horizon, with their usage
+        deltas in the outbox; return the keys of the events stored.
 
-        One statement, so one transaction: when it returns, what it returned is durable; two replicas
-        inserting the same key at once are serialized by the primary key, so exactly one stores it.
+        One statement, so one transaction: when it returns, what it returned is durable, deltas
+        included; two replicas inserting the same key at once are serialized by the primary key, so
+        exactly one stores it and writes its deltas.
         """
         rows = await self._pool.fetch(
             """
@@ -168,11 +177,20 @@ class EventStore:
                 ON CONFLICT (namespace, source, id) DO UPDATE SET ingest_time = excluded.ingest_time
                     WHERE k.ingest_time < $9
                 RETURNING source, id
+            ), stored AS (
+                INSERT INTO events (namespace, source, id, type, subject, time, data, ingest_time)
+                SELECT $1, i.source, i.id, i.type, i.subject, i.time, i.data::jsonb, $8
+                FROM input i JOIN fresh f ON f.source = i.source AND f.id = i.id
+                RETURNING source, id
+            ), deltas AS (
+                INSERT INTO usage_outbox (namespace, meter, subject, group_values, time, value, event_key, ingest_time)
+                SELECT $1, d.meter, d.subject, d.group_values::jsonb, d.time, d.value, d.event_key, $8
+                FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[],
+                            $16::text[], $17::text[])
+                    AS d(source, id, meter, subject, group_values, time, value, event_key)
+                JOIN stored s ON s.source = d.source AND s.id = d.id
             )
-            INSERT INTO events (namespace, source, id, type, subject, time, data, ingest_time)
-            SELECT $1, i.source, i.id, i.type, i.subject, i.time, i.data::jsonb, $8
-            FROM input i JOIN fresh f ON f.source = i.source AND f.id = i.id
-            RETURNING source, id
+            SELECT source, id FROM stored
             """,
             namespace,
             [e.source for e in events],
@@ -183,6 +201,14 @@ class EventStore:
             [e.data for e in events],
             ingest_time,
             horizon_start,
+            [e.source for e, _ in deltas],
+            [e.id for e, _ in deltas],
+            [d.meter for _, d in deltas],
+            [d.subject for _, d in deltas],
+            [json.dumps(d.group_values, separators=(",", ":")) for _, d in deltas],
+            [d.time for _, d in deltas],
+            [d.value for _, d in deltas],
+            [d.event_key for _, d in deltas],
         )
         return {(row["source"], row["id"]) for row in rows}
 
@@ -241,3 +267,62 @@ class EventStore:
     async def aggregate(self, sql: str, params: Sequence[Any]) -> list[asyncpg.Record]:
         """Run a usage query built by ``ingest.usage``."""
         return await self._pool.fetch(sql, *params)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A usage delta waiting in the outbox."""
+
+    seq: int
+    delta: UsageDelta
+    ingest_time: datetime
+
+
+class OutboxStore:
+    """The usage deltas not yet on the stream."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def publish_batch(self, limit: int, publish: Callable[[list[OutboxEntry]], Awaitable[None]]) -> int:
+        """Hand the oldest deltas no other publisher holds to ``publish``; delete them once it returns.
+
+        The rows stay locked (SKIP LOCKED keeps replicas from taking the same ones) until ``publish``
+        succeeds; if it raises, the transaction rolls back and they are published later.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT seq, namespace, meter, subject, group_values, time, value, event_key, ingest_time
+                FROM usage_outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+                """,
+                limit,
+            )
+            if not rows:
+                return 0
+            entries = [
+                OutboxEntry(
+                    seq=row["seq"],
+                    delta=UsageDelta(
+                        namespace=row["namespace"],
+                        meter=row["meter"],
+                        subject=row["subject"],
+                        group_values=dict(row["group_values"]),
+                        time=row["time"],
+                        value=row["value"],
+                        event_key=row["event_key"],
+                    ),
+                    ingest_time=row["ingest_time"],
+                )
+                for row in rows
+            ]
+            await publish(entries)
+            await conn.execute(
+                "DELETE FROM usage_outbox WHERE seq = ANY($1::bigint[])", [e.seq for e in entries]
+            )
+            return len(entries)
+
+    async def pending(self) -> int:
+        """How many deltas wait to be published."""
+        count: int = await self._pool.fetchval("SELECT count(*) FROM usage_outbox")
+        return count

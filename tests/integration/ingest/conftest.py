@@ -10,9 +10,9 @@ import pytest
 
 from ingest.app import build
 from ingest.config import Settings
+from metering.ingest.v1 import ingest_pb2_grpc
 from meterlib.clock import FixedClock
 from meterlib.server import ServiceRunner
-from metering.ingest.v1 import ingest_pb2_grpc
 
 
 @pytest.fixture

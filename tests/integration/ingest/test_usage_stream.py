@@ -1,0 +1,127 @@
+"""The usage stream: deltas on Redis after events are durable, never lost when Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio
+
+from ingest.app import build
+from ingest.config import Settings
+from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from meterlib.clock import FixedClock
+from meterlib.embedded import EmbeddedRedis, free_port
+from meterlib.redis import create_redis
+from meterlib.server import ServiceRunner
+
+STREAM = "usage-deltas"
+
+
+def _meter(key: str, **fields: object) -> ingest_pb2.CreateMeterRequest:
+    return ingest_pb2.CreateMeterRequest(meter=ingest_pb2.Meter(key=key, event_type="llm.request", **fields))  # type: ignore[arg-type]
+
+
+def _event(event_id: str, data: dict[str, object], subject: str = "customer-1") -> ingest_pb2.Event:
+    return ingest_pb2.Event(
+        id=event_id, source="gateway", type="llm.request", subject=subject, data=json.dumps(data)
+    )
+
+
+async def _read_stream(
+    client: redis.asyncio.Redis, key: str, count: int, within_s: float = 10.0
+) -> list[dict[str, str]]:
+    """The first ``count`` messages of the stream, waiting for them to arrive."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        entries = await client.xrange(key)
+        if len(entries) >= count or asyncio.get_running_loop().time() > deadline:
+            return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def stream_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_each_counted_event_becomes_one_delta_per_meter(
+    ingest: ingest_pb2_grpc.IngestServiceStub, stream_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    await ingest.CreateMeter(
+        _meter(
+            "tokens",
+            aggregation=ingest_pb2.AGGREGATION_SUM,
+            value_property="$.tokens",
+            group_by={"model": "$.model"},
+        )
+    )
+    await ingest.CreateMeter(_meter("requests", aggregation=ingest_pb2.AGGREGATION_COUNT))
+    events = [
+        _event("e1", {"tokens": 1200, "model": "gpt-4"}),
+        _event("e2", {"tokens": "0.5"}),  # no model: the group value is ""
+        _event("e3", {"tokens": "many"}),  # invalid for tokens, still a request
+    ]
+    await ingest.Ingest(ingest_pb2.IngestRequest(events=events))
+    await ingest.Ingest(ingest_pb2.IngestRequest(events=events[:1]))  # a duplicate adds nothing
+
+    messages = await _read_stream(stream_client, redis_prefix + STREAM, 5)
+    await asyncio.sleep(0.3)  # give a wrong extra message the time to show up
+    messages = await _read_stream(stream_client, redis_prefix + STREAM, 5, within_s=0)
+
+    summary = sorted((m["meter"], m["event"], m["value"], m["groups"]) for m in messages)
+    assert summary == [
+        ("requests", "7:gatewaye1", "1", "{}"),
+        ("requests", "7:gatewaye2", "1", "{}"),
+        ("requests", "7:gatewaye3", "1", "{}"),
+        ("tokens", "7:gatewaye1", "1200", '{"model":"gpt-4"}'),
+        ("tokens", "7:gatewaye2", "0.5", '{"model":""}'),
+    ]
+    first = messages[0]
+    assert first["v"] == "1" and first["ns"] == "default" and first["subject"] == "customer-1"
+    assert first["time"] == "2024-06-15T12:00:00Z"  # the event had no time: the clock's now
+
+
+async def test_a_delta_stored_while_redis_was_down_arrives_once_it_is_back(
+    database_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = Settings.from_env(
+        {
+            "METERING_DATABASE_URL": database_url,
+            "METERING_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "METERING_REDIS_KEY_PREFIX": redis_prefix,
+            "METERING_INGEST_METRICS_PORT": "0",
+            "METERING_INGEST_PUBLISH_POLL_SECONDS": "0.2",
+        }
+    )
+    unreachable = create_redis(settings.redis_url, socket_timeout=0.5)
+    clock = FixedClock(datetime(2024, 6, 15, 12, tzinfo=UTC))
+    runner = ServiceRunner(await build(settings, redis=unreachable, clock=clock), settings)
+    await runner.start(port=0, host="127.0.0.1")
+    server = EmbeddedRedis(tmp_path / "redis", port=port, ephemeral=True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runner.port}") as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            await stub.CreateMeter(_meter("requests", aggregation=ingest_pb2.AGGREGATION_COUNT))
+            reply = await stub.Ingest(ingest_pb2.IngestRequest(events=[_event("while-down", {})]))
+        assert reply.accepted_count == 1  # acknowledged although Redis is down: it is durable in Postgres
+
+        await asyncio.to_thread(server.start)
+        client = redis.asyncio.Redis.from_url(server.url)
+        try:
+            messages = await _read_stream(client, redis_prefix + STREAM, 1, within_s=20)
+        finally:
+            await client.aclose()
+        assert [(m["meter"], m["event"]) for m in messages] == [("requests", "7:gatewaywhile-down")]
+    finally:
+        await runner.stop()
+        await unreachable.aclose()
+        await asyncio.to_thread(server.stop)
