@@ -38,7 +38,9 @@ def decode_token(token: str, filters: Any) -> Any:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         position, digest = payload["p"], payload["f"]
     except (ValueError, KeyError, TypeError):
-        raise InvalidArgument.fields([FieldViolation("page.page_token", "is not a token this API issued")]) from None
+        raise InvalidArgument.fields(
+            [FieldViolation("page.page_token", "is not a token this API issued")]
+        ) from None
     if digest != _digest(filters):
         raise InvalidArgument.fields(
             [FieldViolation("page.page_token", "was issued for a request with other filters")]
