@@ -83,6 +83,7 @@ class ServiceSettings:
     SERVICE: ClassVar[str] = ""
     DEFAULT_PORT: ClassVar[int] = 0
     DEFAULT_METRICS_PORT: ClassVar[int] = 0
+    DEFAULT_MAX_MESSAGE_BYTES: ClassVar[int] = 8 * 1024 * 1024
 
     database_url: str = setting(
         "DATABASE_URL",
@@ -119,7 +120,9 @@ class ServiceSettings:
         "GRACE_SECONDS", 10.0, "After the shutdown delay, how long in-flight calls have to finish."
     )
     max_message_bytes: int = setting(
-        "MAX_MESSAGE_BYTES", 8 * 1024 * 1024, "Largest gRPC message accepted, in bytes."
+        "MAX_MESSAGE_BYTES",
+        service_default("DEFAULT_MAX_MESSAGE_BYTES"),
+        "Largest gRPC message accepted, in bytes.",
     )
     db_pool_min: int = setting("DB_POOL_MIN", 2, "Connections the PostgreSQL pool keeps open.")
     db_pool_max: int = setting("DB_POOL_MAX", 10, "Most connections the PostgreSQL pool opens.")

@@ -15,6 +15,8 @@ class Settings(RedisSettingsMixin):
     SERVICE: ClassVar[str] = "ingest"
     DEFAULT_PORT: ClassVar[int] = 50051
     DEFAULT_METRICS_PORT: ClassVar[int] = 9091
+    # The contract's bound on one Ingest call: a batch of 1,000 events of a few KiB each fits.
+    DEFAULT_MAX_MESSAGE_BYTES: ClassVar[int] = 4 * 1024 * 1024
 
     dedupe_horizon_days: int = setting(
         "DEDUPE_HORIZON_DAYS", 32, "How long an event's (source, id) is remembered to drop its duplicates."

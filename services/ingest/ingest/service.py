@@ -343,11 +343,7 @@ class EventService:
         self, namespace: str, rows: list[tuple[int, StoredEvent]]
     ) -> list[tuple[int, StoredEvent]]:
         types = sorted({event.type for _, event in rows})
-        meters = (
-            [m for m in await self._meters.of_event_types(namespace, types) if m.archive_time is None]
-            if types
-            else []
-        )
+        meters = await self._meters.of_event_types(namespace, types) if types else []
         annotated = []
         for seq, event in rows:
             data = parse_data(event.data)
@@ -355,6 +351,8 @@ class EventService:
             for meter in meters:
                 if meter.event_type != event.type:
                     continue
+                if meter.archive_time is not None and event.ingest_time > meter.archive_time:
+                    continue  # an archived meter counts only what was ingested before it was archived
                 error = meter_error(meter, data)
                 if error is None:
                     counting.append(meter.key)
