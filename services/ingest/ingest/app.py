@@ -11,6 +11,7 @@ from ingest import SCHEMA
 from ingest.api import IngestApi
 from ingest.config import Settings
 from ingest.domain import EventLimits
+from ingest.maintenance import DedupeKeyPurger
 from ingest.publisher import UsagePublisher
 from ingest.service import EventService, MeterService, UsageService
 from ingest.store import EventStore, MeterStore, OutboxStore
@@ -58,6 +59,9 @@ async def build(
         lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, server),
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     )
+    purger = DedupeKeyPurger(pool, clock, timedelta(days=settings.dedupe_horizon_days))
+    purger.start()
+    app.on_stop.append(purger.stop)
     publisher.start()
     app.on_stop.append(publisher.stop)  # runs before the pool and Redis close (hooks run last first)
     return app
