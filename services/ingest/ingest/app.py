@@ -52,7 +52,12 @@ async def build(
         max_future=timedelta(seconds=settings.max_future_seconds),
     )
     events = EventService(
-        event_store, meter_store, clock, limits, timedelta(days=settings.dedupe_horizon_days)
+        event_store,
+        meter_store,
+        clock,
+        limits,
+        timedelta(days=settings.dedupe_horizon_days),
+        on_stored=publisher.notify,  # publish at once rather than at the next poll
     )
     api = IngestApi(meters, events, UsageService(meters, event_store, clock), settings.max_batch_events)
     app.add_servicer(

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from ingest.jsonpaths import ValuePath, parse_value_path
@@ -48,12 +49,12 @@ class Meter:
     update_time: datetime
     archive_time: datetime | None = None
 
-    @property
+    @cached_property
     def value_path(self) -> ValuePath | None:
-        """The parsed value property; None for COUNT."""
+        """The parsed value property; None for COUNT. Parsed once per meter, not per event."""
         return parse_value_path(self.value_property) if self.value_property else None
 
-    @property
+    @cached_property
     def group_paths(self) -> dict[str, ValuePath]:
         """The parsed group-by paths, by dimension name."""
         return {name: parse_value_path(path) for name, path in sorted(self.group_by.items())}

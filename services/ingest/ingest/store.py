@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from ingest.domain import Aggregation, Meter, StoredEvent, UsageDelta, ValidEvent
-from meterlib.errors import AlreadyExists
+from meterlib.errors import Aborted, AlreadyExists
 
 _METER_COLUMNS = "key, name, description, event_type, aggregation, value_property, group_by, create_time, update_time, archive_time"
 
@@ -166,14 +166,29 @@ class EventStore:
         included; two replicas inserting the same key at once are serialized by the primary key, so
         exactly one stores it and writes its deltas.
         """
-        rows = await self._pool.fetch(
+        try:
+            rows = await self._insert(namespace, events, deltas, ingest_time, horizon_start)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            raise Aborted("a concurrent batch held the same events; retry the batch") from None
+        return {(row["source"], row["id"]) for row in rows}
+
+    async def _insert(
+        self,
+        namespace: str,
+        events: Sequence[ValidEvent],
+        deltas: Sequence[tuple[ValidEvent, UsageDelta]],
+        ingest_time: datetime,
+        horizon_start: datetime,
+    ) -> list[asyncpg.Record]:
+        return await self._pool.fetch(
             """
             WITH input AS (
                 SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
                     AS t(source, id, type, subject, time, data)
             ), fresh AS (
                 INSERT INTO dedupe_keys AS k (namespace, source, id, ingest_time)
-                SELECT $1, source, id, $8 FROM input
+                -- Keys are locked in one order by every replica, so two batches sharing keys never deadlock.
+                SELECT $1, source, id, $8 FROM input ORDER BY source, id
                 ON CONFLICT (namespace, source, id) DO UPDATE SET ingest_time = excluded.ingest_time
                     WHERE k.ingest_time < $9
                 RETURNING source, id
@@ -210,7 +225,6 @@ class EventStore:
             [d.value for _, d in deltas],
             [d.event_key for _, d in deltas],
         )
-        return {(row["source"], row["id"]) for row in rows}
 
     async def list_page(
         self,
