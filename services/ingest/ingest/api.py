@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ingest import convert
-from ingest.domain import EventStatus
+from ingest.domain import EventStatus, StoredEvent
 from ingest.service import EventService, MeterService, UsageService
 from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -25,6 +25,17 @@ def _page(next_token: str) -> common_pb2.PageResponse:
 def _event_position(token: str, filters: Any) -> tuple[datetime, int] | None:
     position = decode_token(token, filters)
     return (datetime.fromisoformat(position[0]), int(position[1])) if position else None
+
+
+def _event_page(
+    rows: list[tuple[int, StoredEvent]], limit: int, filters: Any
+) -> tuple[list[ingest_pb2.StoredEvent], common_pb2.PageResponse]:
+    """One page of events (``rows`` holds one more than ``limit`` when another page follows)."""
+    token = ""
+    if len(rows) > limit:
+        seq, last = rows[limit - 1]
+        token = encode_token([last.time.isoformat(), seq], filters)
+    return [convert.to_proto_stored_event(e) for _, e in rows[:limit]], _page(token)
 
 
 class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
@@ -146,13 +157,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             after=_event_position(request.page.page_token, filters),
             limit=limit + 1,
         )
-        token = ""
-        if len(rows) > limit:
-            seq, last = rows[limit - 1]
-            token = encode_token([last.time.isoformat(), seq], filters)
-        return ingest_pb2.ListEventsResponse(
-            events=[convert.to_proto_stored_event(e) for _, e in rows[:limit]], page=_page(token)
-        )
+        events, page = _event_page(rows, limit, filters)
+        return ingest_pb2.ListEventsResponse(events=events, page=page)
 
     async def ListInvalidEvents(
         self, request: ingest_pb2.ListInvalidEventsRequest, context: Any
@@ -170,13 +176,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             after=_event_position(request.page.page_token, filters),
             limit=limit + 1,
         )
-        token = ""
-        if len(rows) > limit:
-            seq, last = rows[limit - 1]
-            token = encode_token([last.time.isoformat(), seq], filters)
-        return ingest_pb2.ListInvalidEventsResponse(
-            events=[convert.to_proto_stored_event(e) for _, e in rows[:limit]], page=_page(token)
-        )
+        events, page = _event_page(rows, limit, filters)
+        return ingest_pb2.ListInvalidEventsResponse(events=events, page=page)
 
     async def QueryUsage(
         self, request: ingest_pb2.QueryUsageRequest, context: Any
