@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -214,6 +215,8 @@ class ValidEvent:
     subject: str
     time: datetime
     data: str
+    parsed: Any = field(default=None, compare=False, repr=False)
+    """``data`` parsed once, numbers as Decimals, for the meters' deltas."""
 
 
 @dataclass(frozen=True)
@@ -285,14 +288,14 @@ def check_event(
     if "\\u0000" in data:
         return reject(RejectionReason.INVALID_DATA, "data must not contain the NUL character (\\u0000)")
     try:
-        parsed = json.loads(data)
+        parsed = json.loads(data, parse_float=Decimal)
     except (ValueError, RecursionError) as exc:
         return reject(RejectionReason.INVALID_DATA, f"data is not JSON: {exc}")
     if not isinstance(parsed, dict):
         return reject(RejectionReason.INVALID_DATA, "data must be a JSON object")
     if _depth(parsed, limits.max_json_depth) > limits.max_json_depth:
         return reject(RejectionReason.DATA_TOO_LARGE, f"data is deeper than {limits.max_json_depth} levels")
-    return ValidEvent(index, event.id, event.source, event.type, event.subject, time, data)
+    return ValidEvent(index, event.id, event.source, event.type, event.subject, time, data, parsed)
 
 
 @dataclass(frozen=True)

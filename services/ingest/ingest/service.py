@@ -241,7 +241,7 @@ class EventService:
             meters = by_type.get(event.type)
             if not meters:
                 continue
-            data = parse_data(event.data)
+            data = event.parsed if event.parsed is not None else parse_data(event.data)
             for meter in meters:
                 delta = usage_delta(namespace, meter, event, data)
                 if delta is not None:
