@@ -13,7 +13,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
+import redis.exceptions
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -96,6 +98,30 @@ def rich_status(error: errors.DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+# A database or Redis that cannot be reached right now: the call did nothing durable, and the caller
+# may retry (every state-changing RPC is idempotent), so it is UNAVAILABLE, not INTERNAL.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def as_domain_error(exc: Exception) -> Exception:
+    """``exc``, or the Unavailable it means when a backend could not be reached."""
+    if isinstance(exc, _UNREACHABLE):
+        log.warning("rpc.backend_unavailable", error=f"{type(exc).__name__}: {exc}")
+        unavailable = errors.Unavailable("a backend is unavailable; retry with backoff")
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
 class _Call:
     """What one RPC needs to know about itself; built once per method and reused for every call."""
 
@@ -154,7 +180,8 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
             except grpc.aio.AbortError:
                 code = ctx.code() or grpc.StatusCode.UNKNOWN
                 raise
-            except Exception as exc:
+            except Exception as raised:
+                exc = as_domain_error(raised)
                 code = (
                     status_code_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
                 )
@@ -189,7 +216,8 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
         except grpc.aio.AbortError:
             code = ctx.code() or grpc.StatusCode.UNKNOWN
             raise
-        except Exception as exc:
+        except Exception as raised:
+            exc = as_domain_error(raised)
             code = status_code_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
             await call.fail(ctx, exc)
         finally:

@@ -86,6 +86,13 @@ async def test_unexpected_errors_are_internal_without_their_details(channel: grp
     assert "password" not in (raised.value.details() or "")
 
 
+async def test_an_unreachable_backend_is_unavailable_so_clients_retry(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(channel, "Unreachable")(StringValue())
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "5432" not in (raised.value.details() or "")  # no infrastructure detail leaks to the caller
+
+
 async def test_namespace_and_request_id_come_from_metadata(channel: grpc.aio.Channel) -> None:
     reply = await call(channel, "Echo")(
         StringValue(value="hi"), metadata=(("x-metering-namespace", "acme"), ("x-request-id", "r-1"))

@@ -48,6 +48,10 @@ async def crash(request: StringValue, ctx: Any) -> StringValue:
     raise RuntimeError("secret database password in a stack trace")
 
 
+async def unreachable(request: StringValue, ctx: Any) -> StringValue:
+    raise ConnectionRefusedError("[Errno 111] Connect call failed ('127.0.0.1', 5432)")
+
+
 async def sleep(request: StringValue, ctx: Any) -> StringValue:
     await asyncio.sleep(float(request.value))
     return StringValue(value="slept")
@@ -75,6 +79,7 @@ def register(server: grpc.aio.Server) -> None:
             ("Invalid", invalid),
             ("Missing", missing),
             ("Crash", crash),
+            ("Unreachable", unreachable),
             ("Sleep", sleep),
         ]
     }
