@@ -22,8 +22,8 @@ from ingest.domain import (
     check_event,
 )
 from ingest.evaluation import meter_error, parse_data, usage_delta
-from ingest.store import EventStore, MeterStore
-from ingest.usage import UsageQuery, _Params, counts_condition
+from ingest.store import EventFilter, EventStore, MeterStore
+from ingest.usage import UsageQuery
 from meterlib.clock import Clock
 from meterlib.errors import (
     AlreadyExists,
@@ -263,24 +263,11 @@ class EventService:
     ) -> list[tuple[int, StoredEvent]]:
         """Stored events newest first, each with the meters that count it or cannot."""
         _check_range(start, end)
-        params = _Params()
-        for _ in range(3):  # $1-$3 are the store's (namespace and page position)
-            params.add(None)
-        conditions = []
-        if start is not None:
-            conditions.append(f"e.time >= {params.add(start)}")
-        if end is not None:
-            conditions.append(f"e.time < {params.add(end)}")
-        if subjects:
-            conditions.append(f"e.subject = ANY({params.add(list(subjects))}::text[])")
-        if types:
-            conditions.append(f"e.type = ANY({params.add(list(types))}::text[])")
-        if source:
-            conditions.append(f"e.source = {params.add(source)}")
-        if event_id:
-            conditions.append(f"e.id = {params.add(event_id)}")
         rows = await self._events.list_page(
-            namespace, conditions=conditions, params=params.values[3:], after=after, limit=limit
+            namespace,
+            EventFilter(start, end, subjects, types, source, event_id),
+            after=after,
+            limit=limit,
         )
         return await self._with_meters(namespace, rows)
 
@@ -306,21 +293,8 @@ class EventService:
             meters = [m for m in await self._all_meters(namespace) if m.archive_time is None]
         if not meters:
             return []
-        params = _Params()
-        for _ in range(3):
-            params.add(None)
-        invalid = [
-            f"(e.type = {params.add(m.event_type)} AND NOT ({counts_condition(m, params)}))" for m in meters
-        ]
-        conditions = ["(" + " OR ".join(invalid) + ")"]
-        if start is not None:
-            conditions.append(f"e.time >= {params.add(start)}")
-        if end is not None:
-            conditions.append(f"e.time < {params.add(end)}")
-        if subjects:
-            conditions.append(f"e.subject = ANY({params.add(list(subjects))}::text[])")
         rows = await self._events.list_page(
-            namespace, conditions=conditions, params=params.values[3:], after=after, limit=limit
+            namespace, EventFilter(start, end, subjects), invalid_for=meters, after=after, limit=limit
         )
         annotated = await self._with_meters(namespace, rows)
         if meter_key:

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from ingest.domain import Aggregation, Meter, StoredEvent, UsageDelta, ValidEvent
+from ingest.usage import SqlParams, counts_condition
 from meterlib.errors import Aborted, AlreadyExists
 
 _METER_COLUMNS = "key, name, description, event_type, aggregation, value_property, group_by, create_time, update_time, archive_time"
@@ -145,6 +146,18 @@ class MeterStore:
         return _meter(row) if row else None
 
 
+@dataclass(frozen=True)
+class EventFilter:
+    """Which stored events a listing wants; empty fields do not filter."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    subjects: Sequence[str] = ()
+    types: Sequence[str] = ()
+    source: str = ""
+    event_id: str = ""
+
+
 class EventStore:
     """Stored events and their dedupe keys."""
 
@@ -229,31 +242,48 @@ class EventStore:
     async def list_page(
         self,
         namespace: str,
+        events: EventFilter,
         *,
-        conditions: Sequence[str] = (),
-        params: Sequence[Any] = (),
+        invalid_for: Sequence[Meter] = (),
         after: tuple[datetime, int] | None,
         limit: int,
     ) -> list[tuple[int, StoredEvent]]:
-        """Events newest first (time, then ingestion), filtered by SQL ``conditions`` on ``e``.
+        """Events matching ``events`` newest first (time, then ingestion), after the position ``after``.
 
-        ``conditions`` reference parameters from $4 on, given in ``params``.
+        With ``invalid_for``, only events that one of those meters (of the event's type) cannot count.
         """
-        where = " AND ".join(
-            ["e.namespace = $1", "($2::timestamptz IS NULL OR (e.time, e.seq) < ($2, $3))", *conditions]
-        )
+        params = SqlParams()
+        ns = params.add(namespace)
+        conditions = [f"e.namespace = {ns}"]
+        if after is not None:
+            conditions.append(f"(e.time, e.seq) < ({params.add(after[0])}, {params.add(after[1])})")
+        if events.start is not None:
+            conditions.append(f"e.time >= {params.add(events.start)}")
+        if events.end is not None:
+            conditions.append(f"e.time < {params.add(events.end)}")
+        if events.subjects:
+            conditions.append(f"e.subject = ANY({params.add(list(events.subjects))}::text[])")
+        if events.types:
+            conditions.append(f"e.type = ANY({params.add(list(events.types))}::text[])")
+        if events.source:
+            conditions.append(f"e.source = {params.add(events.source)}")
+        if events.event_id:
+            conditions.append(f"e.id = {params.add(events.event_id)}")
+        if invalid_for:
+            invalid = [
+                f"(e.type = {params.add(m.event_type)} AND NOT ({counts_condition(m, params)}))"
+                for m in invalid_for
+            ]
+            conditions.append("(" + " OR ".join(invalid) + ")")
         rows = await self._pool.fetch(
             f"""
             SELECT e.seq, e.source, e.id, e.type, e.subject, e.time, e.data::text AS data, e.ingest_time
             FROM events e
-            WHERE {where}
+            WHERE {" AND ".join(conditions)}
             ORDER BY e.time DESC, e.seq DESC
             LIMIT {int(limit)}
             """,
-            namespace,
-            after[0] if after else None,
-            after[1] if after else None,
-            *params,
+            *params.values,
         )
         return [
             (

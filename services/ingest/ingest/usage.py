@@ -28,8 +28,8 @@ _AGGREGATE = {
 }
 
 
-class _Params:
-    """Numbered query parameters, added as the SQL is written."""
+class SqlParams:
+    """Numbered query parameters ($1, $2, ...), added as the SQL is written."""
 
     def __init__(self) -> None:
         self.values: list[Any] = []
@@ -39,7 +39,7 @@ class _Params:
         return f"${len(self.values)}"
 
 
-def _raw(params: _Params, path_text: str) -> str:
+def _raw(params: SqlParams, path_text: str) -> str:
     return f"jsonb_path_query_first(e.data, {params.add(path_text)}::jsonpath, '{{}}', true)"
 
 
@@ -47,7 +47,7 @@ def _group_value(raw: str) -> str:
     return f"meter_group_value({raw})"
 
 
-def counts_condition(meter: Meter, params: _Params) -> str:
+def counts_condition(meter: Meter, params: SqlParams) -> str:
     """SQL true when ``meter`` can count event ``e`` (its value and group values are usable)."""
     parts = []
     path = meter.value_path
@@ -72,7 +72,7 @@ class UsageQuery:
 
     def sql(self) -> tuple[str, list[Any]]:
         """The statement and its parameters; rows are (bucket, [subject], [group values...], value, n)."""
-        params = _Params()
+        params = SqlParams()
         meter = self.meter
         ns, event_type = params.add(self.namespace), params.add(meter.event_type)
         start, end = params.add(self.boundaries[0]), params.add(self.boundaries[-1])
