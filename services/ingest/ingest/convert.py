@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -29,9 +29,13 @@ def to_timestamp(at: datetime) -> Timestamp:
     return ts
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_timestamp(ts: Timestamp) -> datetime:
-    """A UTC datetime of a protobuf Timestamp."""
-    return ts.ToDatetime(tzinfo=UTC)
+    """A UTC datetime of a protobuf Timestamp (microsecond precision, as PostgreSQL keeps)."""
+    # Arithmetic on the epoch: a few times cheaper than Timestamp.ToDatetime, on every event.
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def optional_time(message: object, field: str) -> datetime | None:

@@ -241,6 +241,10 @@ class EventLimits:
     max_age: timedelta | None = None
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+"""One decoder for every event (building one per call costs more than decoding a small event)."""
+
+
 def _depth(value: Any, limit: int) -> int:
     """Nesting depth of a parsed JSON value, counting stops once past ``limit``."""
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -288,12 +292,14 @@ def check_event(
     if "\\u0000" in data:
         return reject(RejectionReason.INVALID_DATA, "data must not contain the NUL character (\\u0000)")
     try:
-        parsed = json.loads(data, parse_float=Decimal)
+        parsed = _DECODER.decode(data)
     except (ValueError, RecursionError) as exc:
         return reject(RejectionReason.INVALID_DATA, f"data is not JSON: {exc}")
     if not isinstance(parsed, dict):
         return reject(RejectionReason.INVALID_DATA, "data must be a JSON object")
-    if _depth(parsed, limits.max_json_depth) > limits.max_json_depth:
+    # Depth cannot exceed the number of opening brackets: most events skip the walk entirely.
+    brackets = data.count("{") + data.count("[")
+    if brackets > limits.max_json_depth and _depth(parsed, limits.max_json_depth) > limits.max_json_depth:
         return reject(RejectionReason.DATA_TOO_LARGE, f"data is deeper than {limits.max_json_depth} levels")
     return ValidEvent(index, event.id, event.source, event.type, event.subject, time, data, parsed)
 

@@ -16,9 +16,12 @@ DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 """A string that counts as a number: optional minus, digits, optional fraction (as in SQL meter_number)."""
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def parse_data(data: str) -> Any:
     """An event's data, numbers as exact Decimals."""
-    return json.loads(data, parse_float=Decimal)
+    return _DECODER.decode(data)
 
 
 MAX_SIGNIFICANT_DIGITS = 38
@@ -92,23 +95,43 @@ def _group_text(value: Any) -> str:
     return str(value)
 
 
+def _plain(number: Decimal) -> str:
+    """A number in plain digits, no exponent, no trailing fraction zeros (as SQL trim_scale prints it)."""
+    text = f"{number:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def usage_delta(namespace: str, meter: Meter, event: ValidEvent, data: Any) -> UsageDelta | None:
-    """What ``event`` adds to ``meter``; None when the meter cannot count it."""
-    if meter_error(meter, data) is not None:
-        return None
+    """What ``event`` adds to ``meter``; None when the meter cannot count it (see ``meter_error``).
+
+    One pass over the paths, on every event of every batch: the same rules as ``meter_error``,
+    which tests hold the two to.
+    """
     path = meter.value_path
     if path is None:
         value = "1"
     else:
-        _, raw = path.find(data)
-        if meter.aggregation is Aggregation.UNIQUE_COUNT and isinstance(raw, str):
-            value = raw
+        found, raw = path.find(data)
+        if not found or raw is None or isinstance(raw, bool):
+            return None
+        if meter.aggregation is Aggregation.UNIQUE_COUNT:
+            if isinstance(raw, str):
+                value = raw
+            elif isinstance(raw, int | Decimal):
+                value = _plain(Decimal(raw))
+            else:
+                return None
         else:
             number = numeric_value(raw)
-            assert number is not None  # meter_error said it counts
-            text = f"{number:f}"
-            value = text.rstrip("0").rstrip(".") if "." in text else text
-    groups = {name: _group_text(group_path.find(data)[1]) for name, group_path in meter.group_paths.items()}
+            if number is None or not in_range(number):
+                return None
+            value = _plain(number)
+    groups = {}
+    for name, group_path in meter.group_paths.items():
+        found, raw = group_path.find(data)
+        if found and isinstance(raw, dict | list):
+            return None
+        groups[name] = _group_text(raw)
     return UsageDelta(
         namespace=namespace,
         meter=meter.key,
