@@ -16,6 +16,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +36,15 @@ class RunningService:
     port: int
     metrics_port: int
     process: asyncio.subprocess.Process
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit to print: a password in it is masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _say(message: str) -> None:
@@ -149,8 +159,8 @@ async def run_services(database_url: str, redis_url: str, *, health_timeout: flo
             for s in running
         ]
         _say("all four services are healthy\n" + "\n".join(lines))
-        _say(f"PostgreSQL {database_url}")
-        _say(f"Redis      {redis_url}")
+        _say(f"PostgreSQL {_without_password(database_url)}")
+        _say(f"Redis      {_without_password(redis_url)}")
         _say("Ctrl-C stops everything")
 
         died = [asyncio.create_task(s.process.wait()) for s in running]
