@@ -1,149 +1,18 @@
-"""All SQL of the ingest service (asyncpg, literal SQL, numbered parameters)."""
+"""SQL of stored events and their dedupe keys."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from ingest.domain import Aggregation, Meter, StoredEvent, UsageDelta, ValidEvent
+from ingest.domain import Meter, StoredEvent, UsageDelta, ValidEvent
 from ingest.usage import SqlParams, counts_condition
-from meterlib.errors import Aborted, AlreadyExists
-
-_METER_COLUMNS = "key, name, description, event_type, aggregation, value_property, group_by, create_time, update_time, archive_time"
-
-
-def _meter(row: asyncpg.Record) -> Meter:
-    return Meter(
-        key=row["key"],
-        name=row["name"],
-        description=row["description"],
-        event_type=row["event_type"],
-        aggregation=Aggregation(row["aggregation"]),
-        value_property=row["value_property"],
-        group_by=dict(row["group_by"]),
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        archive_time=row["archive_time"],
-    )
-
-
-class MeterStore:
-    """Meters, by namespace and key."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    async def insert(self, namespace: str, meter: Meter) -> None:
-        """Store a new meter; AlreadyExists when the key is taken."""
-        try:
-            await self._pool.execute(
-                f"INSERT INTO meters (namespace, {_METER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                namespace,
-                meter.key,
-                meter.name,
-                meter.description,
-                meter.event_type,
-                meter.aggregation.value,
-                meter.value_property,
-                meter.group_by,
-                meter.create_time,
-                meter.update_time,
-                meter.archive_time,
-            )
-        except asyncpg.UniqueViolationError:
-            raise AlreadyExists(
-                f"meter {meter.key!r} already exists", reason="ERROR_REASON_KEY_CONFLICT"
-            ) from None
-
-    async def get(self, namespace: str, key: str) -> Meter | None:
-        """The meter, archived or not; None when there is none."""
-        row = await self._pool.fetchrow(
-            f"SELECT {_METER_COLUMNS} FROM meters WHERE namespace = $1 AND key = $2", namespace, key
-        )
-        return _meter(row) if row else None
-
-    async def list_page(
-        self,
-        namespace: str,
-        *,
-        event_types: Sequence[str],
-        include_archived: bool,
-        after_key: str | None,
-        limit: int,
-    ) -> list[Meter]:
-        """Meters ordered by key, after ``after_key``."""
-        rows = await self._pool.fetch(
-            f"""
-            SELECT {_METER_COLUMNS} FROM meters
-            WHERE namespace = $1
-              AND (cardinality($2::text[]) = 0 OR event_type = ANY($2))
-              AND ($3 OR archive_time IS NULL)
-              AND ($4::text IS NULL OR key > $4)
-            ORDER BY key
-            LIMIT $5
-            """,
-            namespace,
-            list(event_types),
-            include_archived,
-            after_key,
-            limit,
-        )
-        return [_meter(row) for row in rows]
-
-    async def of_event_types(self, namespace: str, event_types: Sequence[str]) -> list[Meter]:
-        """Every meter (archived included) counting one of these event types, by key."""
-        rows = await self._pool.fetch(
-            f"SELECT {_METER_COLUMNS} FROM meters WHERE namespace = $1 AND event_type = ANY($2) ORDER BY key",
-            namespace,
-            list(event_types),
-        )
-        return [_meter(row) for row in rows]
-
-    async def update(
-        self,
-        namespace: str,
-        key: str,
-        *,
-        name: str,
-        description: str,
-        group_by: dict[str, str],
-        update_time: datetime,
-    ) -> Meter | None:
-        """Set name, description and group-bys; None when the meter does not exist."""
-        row = await self._pool.fetchrow(
-            f"""
-            UPDATE meters SET name = $3, description = $4, group_by = $5, update_time = $6
-            WHERE namespace = $1 AND key = $2
-            RETURNING {_METER_COLUMNS}
-            """,
-            namespace,
-            key,
-            name,
-            description,
-            group_by,
-            update_time,
-        )
-        return _meter(row) if row else None
-
-    async def archive(self, namespace: str, key: str, at: datetime) -> Meter | None:
-        """Archive the meter at ``at`` unless it already is; None when it does not exist."""
-        row = await self._pool.fetchrow(
-            f"""
-            UPDATE meters SET archive_time = coalesce(archive_time, $3),
-                              update_time = CASE WHEN archive_time IS NULL THEN $3 ELSE update_time END
-            WHERE namespace = $1 AND key = $2
-            RETURNING {_METER_COLUMNS}
-            """,
-            namespace,
-            key,
-            at,
-        )
-        return _meter(row) if row else None
+from meterlib.errors import Aborted
 
 
 @dataclass(frozen=True)
@@ -311,62 +180,3 @@ class EventStore:
     async def aggregate(self, sql: str, params: Sequence[Any]) -> list[asyncpg.Record]:
         """Run a usage query built by ``ingest.usage``."""
         return await self._pool.fetch(sql, *params)
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """A usage delta waiting in the outbox."""
-
-    seq: int
-    delta: UsageDelta
-    ingest_time: datetime
-
-
-class OutboxStore:
-    """The usage deltas not yet on the stream."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    async def publish_batch(self, limit: int, publish: Callable[[list[OutboxEntry]], Awaitable[None]]) -> int:
-        """Hand the oldest deltas no other publisher holds to ``publish``; delete them once it returns.
-
-        The rows stay locked (SKIP LOCKED keeps replicas from taking the same ones) until ``publish``
-        succeeds; if it raises, the transaction rolls back and they are published later.
-        """
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """
-                SELECT seq, namespace, meter, subject, group_values, time, value, event_key, ingest_time
-                FROM usage_outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
-                """,
-                limit,
-            )
-            if not rows:
-                return 0
-            entries = [
-                OutboxEntry(
-                    seq=row["seq"],
-                    delta=UsageDelta(
-                        namespace=row["namespace"],
-                        meter=row["meter"],
-                        subject=row["subject"],
-                        group_values=dict(row["group_values"]),
-                        time=row["time"],
-                        value=row["value"],
-                        event_key=row["event_key"],
-                    ),
-                    ingest_time=row["ingest_time"],
-                )
-                for row in rows
-            ]
-            await publish(entries)
-            await conn.execute(
-                "DELETE FROM usage_outbox WHERE seq = ANY($1::bigint[])", [e.seq for e in entries]
-            )
-            return len(entries)
-
-    async def pending(self) -> int:
-        """How many deltas wait to be published."""
-        count: int = await self._pool.fetchval("SELECT count(*) FROM usage_outbox")
-        return count
