@@ -13,8 +13,9 @@ from ingest.config import Settings
 from ingest.domain import EventLimits
 from ingest.maintenance import DedupeKeyPurger
 from ingest.publisher import UsagePublisher
+from ingest.rollups import RollupWorker
 from ingest.service import EventService, MeterService, UsageService
-from ingest.store import EventStore, MeterStore, OutboxStore
+from ingest.store import EventStore, MeterStore, OutboxStore, UsageStore
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.clock import Clock, SystemClock
 from meterlib.resources import open_pool, open_redis
@@ -59,7 +60,9 @@ async def build(
         timedelta(days=settings.dedupe_horizon_days),
         on_stored=publisher.notify,  # publish at once rather than at the next poll
     )
-    api = IngestApi(meters, events, UsageService(meters, event_store, clock), settings.max_batch_events)
+    usage_store = UsageStore(pool)
+    usage = UsageService(meters, event_store, usage_store, clock)
+    api = IngestApi(meters, events, usage, settings.max_batch_events)
     app.add_servicer(
         lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, server),
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
@@ -67,6 +70,13 @@ async def build(
     purger = DedupeKeyPurger(pool, clock, timedelta(days=settings.dedupe_horizon_days))
     purger.start()
     app.on_stop.append(purger.stop)
+    rollups = RollupWorker(
+        usage_store,
+        interval_seconds=settings.rollup_interval_seconds,
+        batch_events=settings.rollup_batch_events,
+    )
+    rollups.start()
+    app.on_stop.append(rollups.stop)
     publisher.start()
     app.on_stop.append(publisher.stop)  # runs before the pool and Redis close (hooks run last first)
     return app

@@ -41,6 +41,12 @@ class Settings(RedisSettingsMixin):
     publish_poll_seconds: float = setting(
         "PUBLISH_POLL_SECONDS", 1.0, "How often the outbox is checked for deltas other replicas left behind."
     )
+    rollup_interval_seconds: float = setting(
+        "ROLLUP_INTERVAL_SECONDS", 1.0, "How often new events are rolled up into per-minute usage."
+    )
+    rollup_batch_events: int = setting(
+        "ROLLUP_BATCH_EVENTS", 50_000, "About how many events one roll-up transaction takes."
+    )
 
     def problems(self) -> list[str]:
         """Base rules plus the ingest limits'."""
@@ -51,13 +57,18 @@ class Settings(RedisSettingsMixin):
             ("MAX_EVENT_DATA_BYTES", self.max_event_data_bytes),
             ("MAX_JSON_DEPTH", self.max_json_depth),
             ("USAGE_STREAM_MAX_LEN", self.usage_stream_max_len),
+            ("ROLLUP_BATCH_EVENTS", self.rollup_batch_events),
         ):
             if value < 1:
                 problems.append(f"{self.env_name(name)}: must be at least 1")
         if not self.usage_stream:
             problems.append(f"{self.env_name('USAGE_STREAM')}: must not be empty")
-        if self.publish_poll_seconds <= 0:
-            problems.append(f"{self.env_name('PUBLISH_POLL_SECONDS')}: must be positive")
+        for name, seconds in (
+            ("PUBLISH_POLL_SECONDS", self.publish_poll_seconds),
+            ("ROLLUP_INTERVAL_SECONDS", self.rollup_interval_seconds),
+        ):
+            if seconds <= 0:
+                problems.append(f"{self.env_name(name)}: must be positive")
         if self.max_future_seconds < 0:
             problems.append(f"{self.env_name('MAX_FUTURE_SECONDS')}: must not be negative")
         return problems

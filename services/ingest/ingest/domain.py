@@ -34,6 +34,11 @@ class Aggregation(StrEnum):
     UNIQUE_COUNT = "UNIQUE_COUNT"
     LATEST = "LATEST"
 
+    @property
+    def rolls_up(self) -> bool:
+        """Whether minutes of this aggregation add up to any window (so roll-ups can serve it)."""
+        return self not in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)
+
 
 @dataclass(frozen=True)
 class Meter:
@@ -54,6 +59,12 @@ class Meter:
     def value_path(self) -> ValuePath | None:
         """The parsed value property; None for COUNT. Parsed once per meter, not per event."""
         return parse_value_path(self.value_property) if self.value_property else None
+
+    @property
+    def rolls_up(self) -> bool:
+        """Whether roll-ups serve this meter's queries. An archived meter counts by ingest time,
+        which minutes cannot tell apart, so it reads raw events."""
+        return self.aggregation.rolls_up and self.archive_time is None
 
     @cached_property
     def group_paths(self) -> dict[str, ValuePath]:

@@ -22,7 +22,7 @@ from ingest.domain import (
     check_event,
 )
 from ingest.evaluation import meter_error, parse_data, usage_delta
-from ingest.store import EventFilter, EventStore, MeterStore
+from ingest.store import EventFilter, EventStore, MeterStore, UsageStore
 from ingest.usage import UsageQuery
 from meterlib.clock import Clock
 from meterlib.errors import (
@@ -379,9 +379,10 @@ class UsageRow:
 class UsageService:
     """Aggregates a meter's usage over time windows."""
 
-    def __init__(self, meters: MeterService, events: EventStore, clock: Clock) -> None:
+    def __init__(self, meters: MeterService, events: EventStore, usage: UsageStore, clock: Clock) -> None:
         self._meters = meters
         self._events = events
+        self._usage = usage
         self._clock = clock
 
     async def query(
@@ -450,8 +451,7 @@ class UsageService:
             group_by=list(dict.fromkeys(group_by)),
             group_filters=group_filters,
         )
-        sql, params = query.sql()
-        rows = await self._events.aggregate(sql, params)
+        rows = await self._usage.query(query)
         dimensions_in_order = [name for name in query.group_by if name != "subject"]
         result = []
         for row in rows:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 import pytest
 
+from ingest import SCHEMA
 from ingest.app import build
 from ingest.config import Settings
+from ingest.store import UsageStore
 from metering.ingest.v1 import ingest_pb2_grpc
 from meterlib.clock import FixedClock
+from meterlib.db import create_pool
 from meterlib.server import ServiceRunner
 
 
@@ -32,6 +37,9 @@ async def ingest_server(
             "METERING_REDIS_URL": redis_url,
             "METERING_REDIS_KEY_PREFIX": redis_prefix,
             "METERING_INGEST_METRICS_PORT": "0",
+            # Roll-ups run when a test says so (the `rollups` fixture), so each test knows what
+            # its queries read; tests of the background worker start their own server.
+            "METERING_INGEST_ROLLUP_INTERVAL_SECONDS": "3600",
         }
     )
     runner = ServiceRunner(await build(settings, clock=clock), settings)
@@ -51,6 +59,34 @@ async def ingest_channel(ingest_server: ServiceRunner) -> AsyncIterator[grpc.aio
 def ingest(ingest_channel: grpc.aio.Channel) -> ingest_pb2_grpc.IngestServiceStub:
     """A stub of the ingest service; calls without metadata act in the "default" namespace."""
     return ingest_pb2_grpc.IngestServiceStub(ingest_channel)
+
+
+@pytest.fixture
+async def ingest_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test's database in the ingest schema, for what the API cannot show."""
+    pool = await create_pool(database_url, schema=SCHEMA, application_name="tests", min_size=1, max_size=3)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def rollups(ingest_pool: asyncpg.Pool) -> UsageStore:
+    """The roll-up store of the test's database, to roll up on demand (see ``catch_up``)."""
+    return UsageStore(ingest_pool)
+
+
+async def catch_up(store: UsageStore) -> None:
+    """Roll up everything there is. The server's own worker steps only as it starts; should it hold
+    the turn at that moment, try again."""
+    for _ in range(500):
+        step = await store.roll_up(10_000)
+        if step is None:
+            await asyncio.sleep(0.01)
+        elif not step.more_to_do:
+            return
+    raise AssertionError("roll-ups never caught up")
 
 
 @pytest.fixture

@@ -5,15 +5,18 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.store import UsageStore
 from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2
 from meterlib.clock import FixedClock
+from tests.integration.ingest.conftest import catch_up
 from tests.integration.ingest.helpers import (
     AVG,
     COUNT,
@@ -57,6 +60,37 @@ AGGREGATIONS = {
 
 def D(text: str | int) -> Decimal:
     return Decimal(text)
+
+
+class _RollingUp:
+    """The ingest stub, rolling up before each QueryUsage (every event is then in roll-ups) or before
+    each Ingest (the last batch is then above the watermark and read from the events)."""
+
+    def __init__(self, stub: Stub, store: UsageStore, before: str) -> None:
+        self._stub = stub
+        self._store = store
+        self._before = before
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stub, name)
+
+    async def QueryUsage(self, request: Any, **kwargs: Any) -> Any:
+        if self._before == "query":
+            await catch_up(self._store)
+        return await self._stub.QueryUsage(request, **kwargs)
+
+    async def Ingest(self, request: Any, **kwargs: Any) -> Any:
+        if self._before == "ingest":
+            await catch_up(self._store)
+        return await self._stub.Ingest(request, **kwargs)
+
+
+@pytest.fixture(params=["events", "rolled-up", "mixed"])
+def ingest(request: pytest.FixtureRequest, ingest: Stub, rollups: UsageStore) -> Stub | _RollingUp:
+    """Every query test three times: read from events only, from roll-ups only, and from both."""
+    if request.param == "events":
+        return ingest
+    return _RollingUp(ingest, rollups, "query" if request.param == "rolled-up" else "ingest")
 
 
 async def _meters_of_every_aggregation(stub: Stub, **extra: object) -> None:

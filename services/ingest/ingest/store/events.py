@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -176,7 +175,3 @@ class EventStore:
             "SELECT min(time) FROM events WHERE namespace = $1 AND type = $2", namespace, event_type
         )
         return value
-
-    async def aggregate(self, sql: str, params: Sequence[Any]) -> list[asyncpg.Record]:
-        """Run a usage query built by ``ingest.usage``."""
-        return await self._pool.fetch(sql, *params)
