@@ -220,7 +220,7 @@ async def _outbox_pending(database_url: str) -> int:
 
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM ingest.usage_outbox"))
+        return int(await conn.fetchval("SELECT coalesce(sum(delta_count), 0) FROM ingest.usage_outbox"))
     finally:
         await conn.close()
 

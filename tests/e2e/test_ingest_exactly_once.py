@@ -24,6 +24,7 @@ import redis.asyncio
 
 from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from meterlib.usagestream import decode_message
 from tests.integration.ingest.helpers import (
     ACCEPTED,
     DUPLICATE,
@@ -210,7 +211,12 @@ async def stream_deltas(redis_url: str, stream: str) -> list[dict[str, str]]:
         entries = await client.xrange(stream, "-", "+")
     finally:
         await client.aclose()
-    return [f for _, f in entries if f.get("ns") == NAMESPACE and f.get("meter") == METER_KEY]
+    return [
+        {"event": d.event_key, "value": d.value}
+        for _, fields in entries
+        for d in decode_message(fields)
+        if d.namespace == NAMESPACE and d.meter == METER_KEY
+    ]
 
 
 def internal_errors(log_path: Path) -> list[str]:

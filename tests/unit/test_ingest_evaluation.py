@@ -46,7 +46,7 @@ def test_a_delta_exists_exactly_when_the_meter_reports_no_error(
     meter = _meter(aggregation)
     event = ValidEvent(0, "e", "s", "t", "subject", NOW, text, parsed)
 
-    delta = usage_delta("ns", meter, event, parsed)
+    delta = usage_delta("ns", meter, event, parsed, event.time)
 
     assert (delta is None) == (meter_error(meter, parsed) is not None)
     if delta is not None and aggregation not in (Aggregation.COUNT, Aggregation.UNIQUE_COUNT):

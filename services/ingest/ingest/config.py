@@ -36,7 +36,7 @@ class Settings(RedisSettingsMixin):
         "USAGE_STREAM", "usage-deltas", "Name of the Redis Stream of usage deltas (after the key prefix)."
     )
     usage_stream_max_len: int = setting(
-        "USAGE_STREAM_MAX_LEN", 10_000_000, "Approximate length the usage stream is trimmed to."
+        "USAGE_STREAM_MAX_LEN", 100_000, "Approximate length (messages) the usage stream is trimmed to."
     )
     publish_poll_seconds: float = setting(
         "PUBLISH_POLL_SECONDS", 1.0, "How often the outbox is checked for deltas other replicas left behind."

@@ -349,13 +349,9 @@ class MeterError:
 
 
 @dataclass(frozen=True)
-class UsageDelta:
-    """What one event adds to one meter: the message of the usage stream."""
+class EncodedDelta:
+    """A usage delta of the event (source, id), encoded as the stream carries it."""
 
-    namespace: str
-    meter: str
-    subject: str
-    group_values: dict[str, str]
-    time: datetime
-    value: str
-    event_key: str
+    source: str
+    id: str
+    delta: str

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ingest.domain import Aggregation, Meter, MeterError, MeterErrorReason, UsageDelta, ValidEvent
+from ingest.domain import Aggregation, Meter, MeterError, MeterErrorReason, ValidEvent
+from meterlib.usagestream import StreamDelta
 
 DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 """A string that counts as a number: optional minus, digits, optional fraction (as in SQL meter_number)."""
@@ -101,7 +103,9 @@ def _plain(number: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def usage_delta(namespace: str, meter: Meter, event: ValidEvent, data: Any) -> UsageDelta | None:
+def usage_delta(
+    namespace: str, meter: Meter, event: ValidEvent, data: Any, ingest_time: datetime
+) -> StreamDelta | None:
     """What ``event`` adds to ``meter``; None when the meter cannot count it (see ``meter_error``).
 
     One pass over the paths, on every event of every batch: the same rules as ``meter_error``,
@@ -132,7 +136,7 @@ def usage_delta(namespace: str, meter: Meter, event: ValidEvent, data: Any) -> U
         if found and isinstance(raw, dict | list):
             return None
         groups[name] = _group_text(raw)
-    return UsageDelta(
+    return StreamDelta(
         namespace=namespace,
         meter=meter.key,
         subject=event.subject,
@@ -140,6 +144,7 @@ def usage_delta(namespace: str, meter: Meter, event: ValidEvent, data: Any) -> U
         time=event.time,
         value=value,
         event_key=event_key(event.source, event.id),
+        ingest_time=ingest_time,
     )
 
 

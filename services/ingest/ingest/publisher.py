@@ -1,17 +1,16 @@
 """Publishes usage deltas from the outbox to the Redis Stream, at least once, never losing one.
 
-Deltas are written to the outbox with their events; this loop moves them to the stream in batches
-(one pipelined round trip), deleting them only once Redis has them. If Redis is down the rows stay and
-are retried with backoff, so an acknowledged event's delta always arrives, possibly twice (a crash
-between XADD and DELETE): each carries its event key, so the consumer drops the repeat. Any number of
-ingest replicas publish side by side; SKIP LOCKED hands each its own rows.
+Each ingest statement writes the deltas of the events it stored as one outbox entry (a JSON array in
+the stream's format); this loop copies entries to the stream, one message each (pipelined), deleting
+them only once Redis has them. If Redis is down the entries stay and are retried with backoff, so an
+acknowledged event's delta always arrives, possibly twice (a crash between XADD and DELETE): each
+carries its event key, so the consumer drops the repeat. Any number of ingest replicas publish side by
+side; SKIP LOCKED hands each its own entries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import UTC
 
 import asyncpg
 from prometheus_client import Counter, Gauge
@@ -20,32 +19,15 @@ from redis.exceptions import RedisError
 
 from ingest.store import OutboxEntry, OutboxStore
 from meterlib.logs import get_logger
+from meterlib.usagestream import encode_message
 
 log = get_logger("ingest.publisher")
-
-STREAM_VERSION = "1"
 
 PUBLISHED = Counter("metering_ingest_deltas_published_total", "Usage deltas published on the Redis Stream.")
 PUBLISH_FAILURES = Counter(
     "metering_ingest_publish_failures_total", "Failed attempts to publish usage deltas."
 )
 BACKLOG = Gauge("metering_ingest_outbox_backlog", "Usage deltas in the outbox at the last publisher pass.")
-
-
-def stream_fields(entry: OutboxEntry) -> dict[str, str]:
-    """The fields of one stream message (the contract in protos/metering/ingest/v1/USAGE_STREAM.md)."""
-    delta = entry.delta
-    return {
-        "v": STREAM_VERSION,
-        "ns": delta.namespace,
-        "meter": delta.meter,
-        "subject": delta.subject,
-        "groups": json.dumps(delta.group_values, separators=(",", ":"), sort_keys=True),
-        "time": delta.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "value": delta.value,
-        "event": delta.event_key,
-        "ingested": entry.ingest_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-    }
 
 
 class UsagePublisher:
@@ -57,9 +39,9 @@ class UsagePublisher:
         redis: Redis,
         stream: str,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 20,
         poll_seconds: float = 1.0,
-        max_len: int = 10_000_000,
+        max_len: int = 100_000,
     ) -> None:
         self._outbox = outbox
         self._redis = redis
@@ -95,14 +77,12 @@ class UsagePublisher:
         while published := await self._outbox.publish_batch(self._batch_size, self._send):
             total += published
             PUBLISHED.inc(published)
-            if published < self._batch_size:
-                break
         return total
 
     async def _send(self, entries: list[OutboxEntry]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                pipe.xadd(self._stream, stream_fields(entry), maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
+                pipe.xadd(self._stream, encode_message(entry.deltas), maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def _run(self) -> None:

@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from ingest.domain import (
     Aggregation,
     CreateMeterInput,
+    EncodedDelta,
     EventInput,
     EventLimits,
     EventOutcome,
@@ -17,7 +18,6 @@ from ingest.domain import (
     Meter,
     StoredEvent,
     UpdateMeterInput,
-    UsageDelta,
     ValidEvent,
     check_event,
 )
@@ -35,6 +35,7 @@ from meterlib.errors import (
 )
 from meterlib.logs import get_logger
 from meterlib.periods import Period, WindowSize, parse_time_zone, time_zone, windows
+from meterlib.usagestream import encode_delta
 
 log = get_logger("ingest.service")
 
@@ -207,7 +208,7 @@ class EventService:
                 seen.add((checked.source, checked.id))
                 fresh.append(checked)
         fresh.sort(key=lambda e: (e.source, e.id))  # the order keys are locked in (see EventStore.insert)
-        deltas = await self._deltas(namespace, fresh)
+        deltas = await self._deltas(namespace, fresh, now)
         stored = (
             await self._events.insert(namespace, fresh, deltas, now, now - self._horizon) if fresh else set()
         )
@@ -226,9 +227,9 @@ class EventService:
         return result
 
     async def _deltas(
-        self, namespace: str, events: Sequence[ValidEvent]
-    ) -> list[tuple[ValidEvent, UsageDelta]]:
-        """What each event adds to each active meter of its type."""
+        self, namespace: str, events: Sequence[ValidEvent], ingest_time: datetime
+    ) -> list[EncodedDelta]:
+        """What each event adds to each active meter of its type, encoded for the stream."""
         types = sorted({e.type for e in events})
         if not types:
             return []
@@ -243,9 +244,9 @@ class EventService:
                 continue
             data = event.parsed if event.parsed is not None else parse_data(event.data)
             for meter in meters:
-                delta = usage_delta(namespace, meter, event, data)
+                delta = usage_delta(namespace, meter, event, data, ingest_time)
                 if delta is not None:
-                    deltas.append((event, delta))
+                    deltas.append(EncodedDelta(event.source, event.id, encode_delta(delta)))
         return deltas
 
     async def list_events(

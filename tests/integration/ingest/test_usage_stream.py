@@ -19,8 +19,10 @@ from meterlib.clock import FixedClock
 from meterlib.embedded import EmbeddedRedis, free_port
 from meterlib.redis import create_redis
 from meterlib.server import ServiceRunner
+from meterlib.usagestream import StreamDelta, decode_message
 
 STREAM = "usage-deltas"
+NOW = datetime(2024, 6, 15, 12, tzinfo=UTC)
 
 
 def _meter(key: str, **fields: object) -> ingest_pb2.CreateMeterRequest:
@@ -35,13 +37,13 @@ def _event(event_id: str, data: dict[str, object], subject: str = "customer-1") 
 
 async def _read_stream(
     client: redis.asyncio.Redis, key: str, count: int, within_s: float = 10.0
-) -> list[dict[str, str]]:
-    """The first ``count`` messages of the stream, waiting for them to arrive."""
+) -> list[StreamDelta]:
+    """The deltas of the stream's messages, waiting until there are ``count`` of them."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
-        entries = await client.xrange(key)
-        if len(entries) >= count or asyncio.get_running_loop().time() > deadline:
-            return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        deltas = [d for _, fields in await client.xrange(key) for d in decode_message(fields)]
+        if len(deltas) >= count or asyncio.get_running_loop().time() > deadline:
+            return deltas
         await asyncio.sleep(0.05)
 
 
@@ -76,17 +78,22 @@ async def test_each_counted_event_becomes_one_delta_per_meter(
     await asyncio.sleep(0.3)  # give a wrong extra message the time to show up
     messages = await _read_stream(stream_client, redis_prefix + STREAM, 5, within_s=0)
 
-    summary = sorted((m["meter"], m["event"], m["value"], m["groups"]) for m in messages)
+    summary = sorted((m.meter, m.event_key, m.value, m.group_values) for m in messages)  # type: ignore[type-var]
     assert summary == [
-        ("requests", "7:gatewaye1", "1", "{}"),
-        ("requests", "7:gatewaye2", "1", "{}"),
-        ("requests", "7:gatewaye3", "1", "{}"),
-        ("tokens", "7:gatewaye1", "1200", '{"model":"gpt-4"}'),
-        ("tokens", "7:gatewaye2", "0.5", '{"model":""}'),
+        ("requests", "7:gatewaye1", "1", {}),
+        ("requests", "7:gatewaye2", "1", {}),
+        ("requests", "7:gatewaye3", "1", {}),
+        ("tokens", "7:gatewaye1", "1200", {"model": "gpt-4"}),
+        ("tokens", "7:gatewaye2", "0.5", {"model": ""}),
     ]
-    first = messages[0]
-    assert first["v"] == "1" and first["ns"] == "default" and first["subject"] == "customer-1"
-    assert first["time"] == "2024-06-15T12:00:00Z"  # the event had no time: the clock's now
+    assert {(m.namespace, m.subject, m.time, m.ingest_time) for m in messages} == {
+        ("default", "customer-1", NOW, NOW)  # the events had no time: the clock's now
+    }
+    # One message per Ingest call that stored something, in the contract's encoding.
+    entries = await stream_client.xrange(redis_prefix + STREAM)
+    assert len(entries) == 1
+    raw = json.loads(entries[0][1][b"deltas"])
+    assert raw[0]["time"] == "2024-06-15T12:00:00Z" and raw[0]["ingested"] == "2024-06-15T12:00:00Z"
 
 
 async def test_a_delta_stored_while_redis_was_down_arrives_once_it_is_back(
@@ -120,7 +127,7 @@ async def test_a_delta_stored_while_redis_was_down_arrives_once_it_is_back(
             messages = await _read_stream(client, redis_prefix + STREAM, 1, within_s=20)
         finally:
             await client.aclose()
-        assert [(m["meter"], m["event"]) for m in messages] == [("requests", "7:gatewaywhile-down")]
+        assert [(m.meter, m.event_key) for m in messages] == [("requests", "7:gatewaywhile-down")]
     finally:
         await runner.stop()
         await unreachable.aclose()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from ingest.domain import Meter, StoredEvent, UsageDelta, ValidEvent
+from ingest.domain import EncodedDelta, Meter, StoredEvent, ValidEvent
 from ingest.usage import SqlParams, counts_condition
 from meterlib.errors import Aborted
 
@@ -36,12 +35,12 @@ class EventStore:
         self,
         namespace: str,
         events: Sequence[ValidEvent],
-        deltas: Sequence[tuple[ValidEvent, UsageDelta]],
+        deltas: Sequence[EncodedDelta],
         ingest_time: datetime,
         horizon_start: datetime,
     ) -> set[tuple[str, str]]:
-        """Store the events whose (source, id) is new or older than the horizon, with their usage
-        deltas in the outbox; return the keys of the events stored.
+        """Store the events whose (source, id) is new or older than the horizon, and the deltas of
+        those events as one outbox entry; return the keys of the events stored.
 
         One statement, so one transaction: when it returns, what it returned is durable, deltas
         included; two replicas inserting the same key at once are serialized by the primary key, so
@@ -57,7 +56,7 @@ class EventStore:
         self,
         namespace: str,
         events: Sequence[ValidEvent],
-        deltas: Sequence[tuple[ValidEvent, UsageDelta]],
+        deltas: Sequence[EncodedDelta],
         ingest_time: datetime,
         horizon_start: datetime,
     ) -> list[asyncpg.Record]:
@@ -78,13 +77,12 @@ class EventStore:
                 SELECT $1, i.source, i.id, i.type, i.subject, i.time, i.data::jsonb, $8
                 FROM input i JOIN fresh f ON f.source = i.source AND f.id = i.id
                 RETURNING source, id
-            ), deltas AS (
-                INSERT INTO usage_outbox (namespace, meter, subject, group_values, time, value, event_key, ingest_time)
-                SELECT $1, d.meter, d.subject, d.group_values::jsonb, d.time, d.value, d.event_key, $8
-                FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[],
-                            $16::text[], $17::text[])
-                    AS d(source, id, meter, subject, group_values, time, value, event_key)
+            ), outbox AS (
+                INSERT INTO usage_outbox (deltas, delta_count, ingest_time)
+                SELECT '[' || string_agg(d.delta, ',' ORDER BY d.n) || ']', count(*), $8
+                FROM unnest($10::text[], $11::text[], $12::text[]) WITH ORDINALITY AS d(source, id, delta, n)
                 JOIN stored s ON s.source = d.source AND s.id = d.id
+                HAVING count(*) > 0
             )
             SELECT source, id FROM stored
             """,
@@ -97,14 +95,9 @@ class EventStore:
             [e.data for e in events],
             ingest_time,
             horizon_start,
-            [e.source for e, _ in deltas],
-            [e.id for e, _ in deltas],
-            [d.meter for _, d in deltas],
-            [d.subject for _, d in deltas],
-            [json.dumps(d.group_values, separators=(",", ":")) for _, d in deltas],
-            [d.time for _, d in deltas],
-            [d.value for _, d in deltas],
-            [d.event_key for _, d in deltas],
+            [d.source for d in deltas],
+            [d.id for d in deltas],
+            [d.delta for d in deltas],
         )
 
     async def list_page(

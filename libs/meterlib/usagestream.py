@@ -1,0 +1,88 @@
+"""Messages of the usage stream, the contract of protos/metering/ingest/v1/USAGE_STREAM.md.
+
+Ingest encodes deltas with ``encode_delta`` and publishes them in batches; consumers read a message
+with ``decode_message``. Like the generated protobuf code, this is a shared contract, not a service's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+STREAM_VERSION = "1"
+"""The value of a message's ``v`` field."""
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    """What one stored event adds to one meter."""
+
+    namespace: str
+    meter: str
+    subject: str
+    group_values: dict[str, str]
+    time: datetime
+    value: str
+    """A decimal in plain digits ("1" for COUNT); for UNIQUE_COUNT the value compared for distinctness."""
+    event_key: str
+    """``<length of source>:<source><id>``: with namespace and meter, what consumers deduplicate by."""
+    ingest_time: datetime
+
+
+def rfc3339(at: datetime) -> str:
+    """UTC, ``Z``, microseconds only when non-zero: ``2024-06-15T12:00:00Z``."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode_delta(delta: StreamDelta) -> str:
+    """One delta as the JSON object a message's ``deltas`` array holds."""
+    return json.dumps(
+        {
+            "ns": delta.namespace,
+            "meter": delta.meter,
+            "subject": delta.subject,
+            "groups": delta.group_values,
+            "time": rfc3339(delta.time),
+            "value": delta.value,
+            "event": delta.event_key,
+            "ingested": rfc3339(delta.ingest_time),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+
+
+def encode_message(deltas_json: str) -> dict[str, str]:
+    """The fields of one stream message, from a JSON array of encoded deltas."""
+    return {"v": STREAM_VERSION, "deltas": deltas_json}
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_message(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> list[StreamDelta]:
+    """The deltas of one stream message; ValueError when it is not a message of this contract."""
+    message = {_text(k): _text(v) for k, v in fields.items()}
+    if message.get("v") != STREAM_VERSION:
+        raise ValueError(f"usage stream message of version {message.get('v')!r}, expected {STREAM_VERSION}")
+    try:
+        items = json.loads(message["deltas"])
+        return [
+            StreamDelta(
+                namespace=item["ns"],
+                meter=item["meter"],
+                subject=item["subject"],
+                group_values=dict(item["groups"]),
+                time=datetime.fromisoformat(item["time"]),
+                value=item["value"],
+                event_key=item["event"],
+                ingest_time=datetime.fromisoformat(item["ingested"]),
+            )
+            for item in items
+        ]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed usage stream message: {exc}") from exc
