@@ -60,23 +60,32 @@ def encode_delta(delta: StreamDelta) -> str:
     )
 
 
-def encode_message(deltas_json: str) -> dict[str, str]:
-    """The fields of one stream message, from a JSON array of encoded deltas."""
-    return {"v": STREAM_VERSION, "deltas": deltas_json}
+@dataclass(frozen=True)
+class StreamMessage:
+    """One message: the deltas of the events one ingest transaction stored."""
+
+    tx: int
+    """The id (xid8) of that transaction; see ``TxSnapshot``."""
+    deltas: list[StreamDelta]
+
+
+def encode_message(tx: int, deltas_json: str) -> dict[str, str]:
+    """The fields of one stream message: its transaction id and a JSON array of encoded deltas."""
+    return {"v": STREAM_VERSION, "tx": str(tx), "deltas": deltas_json}
 
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def decode_message(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> list[StreamDelta]:
-    """The deltas of one stream message; ValueError when it is not a message of this contract."""
+def decode_message(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> StreamMessage:
+    """One stream message; ValueError when it is not a message of this contract."""
     message = {_text(k): _text(v) for k, v in fields.items()}
     if message.get("v") != STREAM_VERSION:
         raise ValueError(f"usage stream message of version {message.get('v')!r}, expected {STREAM_VERSION}")
     try:
         items = json.loads(message["deltas"])
-        return [
+        deltas = [
             StreamDelta(
                 namespace=item["ns"],
                 meter=item["meter"],
@@ -89,5 +98,36 @@ def decode_message(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> list[St
             )
             for item in items
         ]
+        return StreamMessage(int(message["tx"]), deltas)
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed usage stream message: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TxSnapshot:
+    """A PostgreSQL snapshot (``pg_snapshot``), as QueryUsage returns it: which transactions' events
+    its rows count."""
+
+    xmin: int
+    xmax: int
+    xip: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str) -> TxSnapshot:
+        """``xmin:xmax:xip1,xip2,...``; ValueError when malformed."""
+        try:
+            low, high, running = text.split(":")
+            snapshot = cls(int(low), int(high), frozenset(int(x) for x in running.split(",") if x))
+        except ValueError:
+            raise ValueError(f"not a pg_snapshot: {text!r}") from None
+        if not snapshot.xmin <= snapshot.xmax or any(
+            not snapshot.xmin <= x < snapshot.xmax for x in snapshot.xip
+        ):
+            raise ValueError(f"not a pg_snapshot: {text!r}")
+        return snapshot
+
+    def sees(self, tx: int) -> bool:
+        """Whether transaction ``tx``'s events are counted in what was read in this snapshot (the rule
+        of PostgreSQL's ``pg_visible_in_snapshot``: committed transactions are the only ones with
+        stored events, so visible means committed before the snapshot)."""
+        return tx < self.xmin or (tx < self.xmax and tx not in self.xip)

@@ -214,7 +214,7 @@ async def stream_deltas(redis_url: str, stream: str) -> list[dict[str, str]]:
     return [
         {"event": d.event_key, "value": d.value}
         for _, fields in entries
-        for d in decode_message(fields)
+        for d in decode_message(fields).deltas
         if d.namespace == NAMESPACE and d.meter == METER_KEY
     ]
 

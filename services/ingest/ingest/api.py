@@ -191,7 +191,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         ]  # fmt: skip
         limit = page_size(request.page.page_size, default=1000, maximum=10_000)
         offset = int(decode_token(request.page.page_token, filters) or 0)
-        rows = await self._usage.query(
+        result = await self._usage.query(
             namespace(),
             meter_key=request.meter_key,
             start=start,
@@ -203,10 +203,11 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             group_filters=group_filters,
         )
         meter = await self._meters.get(namespace(), request.meter_key)
-        page = rows[offset : offset + limit]
-        token = encode_token(offset + limit, filters) if offset + limit < len(rows) else ""
+        page = result.rows[offset : offset + limit]
+        token = encode_token(offset + limit, filters) if offset + limit < len(result.rows) else ""
         return ingest_pb2.QueryUsageResponse(
             rows=[convert.to_proto_usage_row(r) for r in page],
             aggregation=ingest_pb2.Aggregation.Value(f"AGGREGATION_{meter.aggregation.value}"),
             page=_page(token),
+            snapshot=result.snapshot,
         )

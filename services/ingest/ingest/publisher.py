@@ -11,6 +11,7 @@ side; SKIP LOCKED hands each its own entries.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Gauge
@@ -82,7 +83,8 @@ class UsagePublisher:
     async def _send(self, entries: list[OutboxEntry]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                pipe.xadd(self._stream, encode_message(entry.deltas), maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
+                fields: dict[Any, Any] = encode_message(entry.tx, entry.deltas)
+                pipe.xadd(self._stream, fields, maxlen=self._max_len, approximate=True)
             await pipe.execute()
 
     async def _run(self) -> None:

@@ -368,6 +368,14 @@ def _average(total: Decimal, count: int) -> Decimal:
 
 
 @dataclass(frozen=True)
+class UsageResult:
+    """The rows of a usage query and the snapshot they were read in (see QueryUsageResponse)."""
+
+    rows: list[UsageRow]
+    snapshot: str
+
+
+@dataclass(frozen=True)
 class UsageRow:
     """One aggregated value of a window, subject and group."""
 
@@ -398,8 +406,8 @@ class UsageService:
         subjects: Sequence[str],
         group_by: Sequence[str],
         group_filters: dict[str, list[str]],
-    ) -> list[UsageRow]:
-        """Every row of the query, ordered by window, subject, group values."""
+    ) -> UsageResult:
+        """Every row of the query, ordered by window, subject, group values, and its snapshot."""
         v = Violations()
         if not meter_key:
             v.add("meter_key", "is required")
@@ -441,7 +449,7 @@ class UsageService:
                 ]
             )
         if start == end:
-            return []
+            return UsageResult([], await self._usage.snapshot())
         periods = [Period(start, end)] if window_size is None else _windows(start, end, window_size, zone)
         boundaries = [periods[0].start, *(p.end for p in periods)]
         query = UsageQuery(
@@ -452,7 +460,7 @@ class UsageService:
             group_by=list(dict.fromkeys(group_by)),
             group_filters=group_filters,
         )
-        rows = await self._usage.query(query)
+        rows, snapshot = await self._usage.query(query)
         dimensions_in_order = [name for name in query.group_by if name != "subject"]
         result = []
         for row in rows:
@@ -470,4 +478,4 @@ class UsageService:
                     else row["value"],
                 )
             )
-        return result
+        return UsageResult(result, snapshot)

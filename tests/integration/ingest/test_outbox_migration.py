@@ -33,7 +33,9 @@ async def test_waiting_deltas_become_stream_messages(empty_database_url: str, tm
         rows = await conn.fetch("SELECT deltas, delta_count FROM usage_outbox ORDER BY seq")
     finally:
         await conn.close()
-    deltas = [d for row in rows for d in decode_message({"v": "1", "deltas": row["deltas"]})]
+    deltas = [
+        d for row in rows for d in decode_message({"v": "1", "tx": "0", "deltas": row["deltas"]}).deltas
+    ]
     assert [row["delta_count"] for row in rows] == [999, 501]  # seq 1..999, then 1000..1500
     assert deltas[0] == StreamDelta("acme", "tokens", "c1", {"model": "gpt-4"}, at, "1", "2:gw1", at)
     assert [d.value for d in deltas] == [str(i) for i in range(1, 1501)]

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 import redis.asyncio
 
 from ingest.app import build
 from ingest.config import Settings
+from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.clock import FixedClock
 from meterlib.embedded import EmbeddedRedis, free_port
 from meterlib.redis import create_redis
 from meterlib.server import ServiceRunner
-from meterlib.usagestream import StreamDelta, decode_message
+from meterlib.usagestream import StreamDelta, TxSnapshot, decode_message
 
 STREAM = "usage-deltas"
 NOW = datetime(2024, 6, 15, 12, tzinfo=UTC)
@@ -41,7 +43,7 @@ async def _read_stream(
     """The deltas of the stream's messages, waiting until there are ``count`` of them."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
-        deltas = [d for _, fields in await client.xrange(key) for d in decode_message(fields)]
+        deltas = [d for _, fields in await client.xrange(key) for d in decode_message(fields).deltas]
         if len(deltas) >= count or asyncio.get_running_loop().time() > deadline:
             return deltas
         await asyncio.sleep(0.05)
@@ -132,3 +134,38 @@ async def test_a_delta_stored_while_redis_was_down_arrives_once_it_is_back(
         await runner.stop()
         await unreachable.aclose()
         await asyncio.to_thread(server.stop)
+
+
+async def test_a_query_snapshot_tells_which_messages_it_counted(
+    ingest: ingest_pb2_grpc.IngestServiceStub, stream_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    """The rule consumers rebuild by: a message's events are in a QueryUsage answer exactly when the
+    answer's snapshot sees the message's transaction."""
+    await ingest.CreateMeter(_meter("requests", aggregation=ingest_pb2.AGGREGATION_COUNT))
+    await ingest.Ingest(ingest_pb2.IngestRequest(events=[_event("before", {})]))
+    until = common_pb2.TimeRange()
+    until.end_time.FromDatetime(NOW + timedelta(hours=1))
+    reply = await ingest.QueryUsage(ingest_pb2.QueryUsageRequest(meter_key="requests", time_range=until))
+    assert [r.value.value for r in reply.rows] == ["1"]
+    snapshot = TxSnapshot.parse(reply.snapshot)
+    await ingest.Ingest(ingest_pb2.IngestRequest(events=[_event("after", {})]))
+
+    await _read_stream(stream_client, redis_prefix + STREAM, 2)
+    messages = [decode_message(fields) for _, fields in await stream_client.xrange(redis_prefix + STREAM)]
+    seen = {m.deltas[0].event_key: snapshot.sees(m.tx) for m in messages}
+    assert seen == {"7:gatewaybefore": True, "7:gatewayafter": False}
+
+
+async def test_snapshot_visibility_is_postgres_visibility(database_url: str) -> None:
+    """TxSnapshot.sees agrees with PostgreSQL's own pg_visible_in_snapshot."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for text in ["100:110:102,105", "7:7:", "3:9:3,4,8"]:
+            expected = await conn.fetch(
+                "SELECT tx, pg_visible_in_snapshot(tx::text::xid8, $1::text::pg_snapshot) AS seen FROM generate_series(1, 120) tx",
+                text,
+            )
+            snapshot = TxSnapshot.parse(text)
+            assert [snapshot.sees(r["tx"]) for r in expected] == [r["seen"] for r in expected], text
+    finally:
+        await conn.close()

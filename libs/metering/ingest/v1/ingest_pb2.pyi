@@ -1222,8 +1222,17 @@ class QueryUsageResponse(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     AGGREGATION_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     aggregation: Global___Aggregation.ValueType
     """The meter's aggregation, echoed so callers can tell how to combine rows."""
+    snapshot: _builtins.str
+    """The database snapshot the rows were computed in, as PostgreSQL's pg_snapshot text
+    (`xmin:xmax:xip,...`). Every usage-stream message carries the id of the transaction (`tx`) that
+    stored its events; a message's events are counted in these rows exactly when its `tx` is visible in
+    this snapshot (below xmin, or below xmax and not listed). Consumers that rebuild state from
+    QueryUsage and then apply the stream use it to count each event once (see USAGE_STREAM.md). Each
+    page is computed in its own snapshot: use one page when consistency matters.
+    """
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRow]:
         """The rows of this page, ordered by window start, then subject, then group values."""
@@ -1238,10 +1247,11 @@ class QueryUsageResponse(_message.Message):
         rows: _abc.Iterable[Global___UsageRow] | None = ...,
         aggregation: Global___Aggregation.ValueType = ...,
         page: _common_pb2.PageResponse | None = ...,
+        snapshot: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "page", b"page", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "page", b"page", "rows", b"rows", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,6 +13,7 @@ class OutboxEntry:
     """The deltas of one ingest statement: a JSON array in the stream's format."""
 
     seq: int
+    tx: int
     deltas: str
     delta_count: int
 
@@ -32,12 +33,12 @@ class OutboxStore:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT seq, deltas, delta_count FROM usage_outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT seq, tx, deltas, delta_count FROM usage_outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                 limit,
             )
             if not rows:
                 return 0
-            entries = [OutboxEntry(row["seq"], row["deltas"], row["delta_count"]) for row in rows]
+            entries = [OutboxEntry(row["seq"], row["tx"], row["deltas"], row["delta_count"]) for row in rows]
             await publish(entries)
             await conn.execute(
                 "DELETE FROM usage_outbox WHERE seq = ANY($1::bigint[])", [e.seq for e in entries]

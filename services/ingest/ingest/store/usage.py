@@ -36,30 +36,37 @@ class UsageStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def query(self, query: UsageQuery) -> list[asyncpg.Record]:
-        """Run a usage query; roll-ups serve it when they are complete for the meter's definition.
+    async def query(self, query: UsageQuery) -> tuple[list[asyncpg.Record], str]:
+        """Run a usage query; the rows and the snapshot (``pg_snapshot`` text) they were read in.
+        Roll-ups serve it when they are complete for the meter's definition.
 
         The meter's roll-up state, the watermark and the rows are read in one snapshot, so the
-        minutes and the events above the watermark are exactly the events of the range.
+        minutes and the events above the watermark are exactly the events of the range, and the
+        snapshot says exactly which transactions' events they count.
         """
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             # A plan for the actual watermark: a generic plan cannot tell that few events lie above it.
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            state = await conn.fetchrow(
+                """
+                SELECT pg_current_snapshot()::text AS snapshot, m.rollup_generation AS generation,
+                       m.rollup_ready AS ready, p.watermark
+                FROM rollup_progress p LEFT JOIN meters m ON m.namespace = $1 AND m.key = $2
+                """,
+                query.namespace,
+                query.meter.key,
+            )
+            assert state is not None, "migration 0004 creates the progress row"
             rollup = None
-            if query.meter.rolls_up:
-                state = await conn.fetchrow(
-                    """
-                    SELECT m.rollup_generation AS generation, m.rollup_ready AS ready, p.watermark
-                    FROM meters m CROSS JOIN rollup_progress p
-                    WHERE m.namespace = $1 AND m.key = $2
-                    """,
-                    query.namespace,
-                    query.meter.key,
-                )
-                if state is not None and state["ready"] == state["generation"]:
-                    rollup = Rollup(state["generation"], state["watermark"])
+            if query.meter.rolls_up and state["ready"] is not None and state["ready"] == state["generation"]:
+                rollup = Rollup(state["generation"], state["watermark"])
             sql, params = query.sql(rollup)
-            return await conn.fetch(sql, *params)
+            return await conn.fetch(sql, *params), state["snapshot"]
+
+    async def snapshot(self) -> str:
+        """The current snapshot (``pg_snapshot`` text), for an answer that reads nothing."""
+        text: str = await self._pool.fetchval("SELECT pg_current_snapshot()::text")
+        return text
 
     async def roll_up(self, max_events: int) -> RollupStep | None:
         """Roll up the events of transactions that have ended, about ``max_events`` of them, and
