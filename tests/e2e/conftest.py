@@ -58,6 +58,8 @@ async def cluster(
     try:
         for name in SERVICES:
             process, port, metrics_port = spawn_service(name, env, tmp_path)
+            if name == "ingest":  # catalog, started next, asks ingest whether meters exist
+                env["METERING_CATALOG_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
             cluster.services[name] = RunningService(
                 name=name,
                 port=port,

@@ -124,6 +124,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ErrorReason.ValueType  # 12
     """UNAVAILABLE: a service this RPC depends on could not be reached in time; retrying is safe."""
+    ERROR_REASON_FEATURE_NOT_METERED: _ErrorReason.ValueType  # 13
+    """FAILED_PRECONDITION: a usage price or metered entitlement names a feature that has no meter;
+    `ErrorInfo.metadata["fields"]` lists the offending field paths.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable error causes, carried as `google.rpc.ErrorInfo.reason` (the value's name) with
@@ -166,6 +170,10 @@ active plan); `ErrorInfo.metadata` names the referrer.
 """
 ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason.ValueType  # 12
 """UNAVAILABLE: a service this RPC depends on could not be reached in time; retrying is safe."""
+ERROR_REASON_FEATURE_NOT_METERED: ErrorReason.ValueType  # 13
+"""FAILED_PRECONDITION: a usage price or metered entitlement names a feature that has no meter;
+`ErrorInfo.metadata["fields"]` lists the offending field paths.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

@@ -200,6 +200,6 @@ def check_feature_references(cards: Iterable[tuple[str, RateCard]], refs: Refere
     if problems:
         raise FailedPrecondition(
             "features that cannot be used so: " + "; ".join(f"{where}: {what}" for where, what in problems),
-            reason="ERROR_REASON_ARCHIVED" if archived else None,
+            reason="ERROR_REASON_ARCHIVED" if archived else "ERROR_REASON_FEATURE_NOT_METERED",
             metadata={"fields": ",".join(dict.fromkeys(where for where, _ in problems))},
         )

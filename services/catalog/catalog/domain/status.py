@@ -196,6 +196,30 @@ def archive_version(version: V, now: datetime, effective_to: datetime | None = N
     return dataclasses.replace(version, effective_to=end, update_time=now)
 
 
+def archive_in_timeline(
+    versions: Sequence[V], target: V, now: datetime, effective_to: datetime | None = None
+) -> list[V]:
+    """``archive_version`` of ``target`` with its effect on the other versions of the key; the versions
+    that changed.
+
+    Withdrawing a SCHEDULED version (archiving it before it starts) gives its span back to the version
+    it was going to replace: publishing it had ended that version at its start, so that version now
+    ends where the withdrawn one would have (open-ended if it was), and the key has no gap.
+    """
+    now = as_utc(now, "now")
+    archived = archive_version(target, now, effective_to)
+    if archived == target:
+        return []
+    changed = [archived]
+    if status_of(target, now) is VersionStatus.SCHEDULED and target.effective_from is not None:
+        for previous in versions:
+            if previous.version != target.version and previous.effective_to == target.effective_from:
+                changed.append(
+                    dataclasses.replace(previous, effective_to=target.effective_to, update_time=now)
+                )
+    return changed
+
+
 def new_draft_version(versions: Sequence[V], source_version: int, now: datetime) -> V:
     """A new DRAFT (the highest version + 1) copying ``source_version``, or the latest published version
     when it is 0. Raises FailedPrecondition when the key already has a DRAFT (metadata ``draft_version``)
