@@ -14,6 +14,7 @@ import redis.asyncio
 from entitlements.hot.consumer import CONSUMPTION_SOURCE, UsageConsumer
 from entitlements.hot.index import DefinitionIndex, EntitlementKind, HotEntitlement
 from entitlements.hot.memory import ChangeFeed, FeedFollower, HotMemory
+from entitlements.hot.notifications import Notifier
 from entitlements.hot.redis_store import Decision, HotStore
 from entitlements.hot.state import Segment
 from meterlib.usagestream import StreamDelta, decode_message, encode_delta, encode_message
@@ -212,3 +213,35 @@ async def test_a_malformed_message_is_acknowledged_and_skipped(
     await client.xadd(f"{redis_prefix}usage-deltas", {"v": "9", "deltas": json.dumps([])})
     assert await replica.drain() == 1
     assert (await client.xpending(f"{redis_prefix}usage-deltas", "entitlements"))["pending"] == 0
+
+
+async def test_thresholds_are_published_once_per_period(
+    client: redis.asyncio.Redis, redis_prefix: str, index: DefinitionIndex
+) -> None:
+    one, two = Replica(client, redis_prefix, index, "one"), Replica(client, redis_prefix, index, "two")
+    for replica in (one, two):
+        replica.consumer._notifier = Notifier(client, redis_prefix, percents=[Decimal(50), Decimal(100)])
+    await one.consumer.ensure_group()
+    segment = Segment(**{**SEGMENT.__dict__, "granted": Decimal(100)})
+    await one.hot.install(NS, "m1", 0, segment, Decimal(0), "1:1:")
+    stream = f"{redis_prefix}usage-deltas"
+    for tx, value in [(10, "30"), (11, "30"), (12, "30"), (13, "30")]:  # 30, 60 (50%), 90, 120 (100%, zero)
+        await client.xadd(stream, _message(tx, ("tokens", "s1", value, {"model": "gpt-4"})))  # type: ignore[arg-type]
+        await (one if tx % 2 else two).drain()
+    events = [
+        json.loads(fields[b"event"]) for _, fields in await client.xrange(f"{redis_prefix}entitlement-events")
+    ]
+    assert [(e["type"], e["threshold"], e["usage"]) for e in events] == [
+        ("entitlement.threshold", "50%", "60"),
+        ("entitlement.threshold", "100%", "120"),
+        ("entitlement.threshold", "zero_balance", "120"),
+    ]
+    assert events[0]["customer_key"] == "c1" and events[0]["feature_key"] == "gpt4"
+    # Seen again (a stale replica, a replayed message): nothing new.
+    state = one.memory.states["m1"]
+    assert (
+        await Notifier(client, redis_prefix, percents=[Decimal(50)]).usage_changed(
+            index.by_id("m1"), None, state, AT
+        )
+        == []
+    )  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from entitlements.hot.index import DefinitionIndex
 from entitlements.hot.memory import ChangeFeed, HotMemory
+from entitlements.hot.notifications import Notifier
 from entitlements.hot.redis_store import ApplyOutcome, EntitlementUsage, HotStore, UsageDelta
 from meterlib.logs import get_logger
 from meterlib.usagestream import StreamMessage, decode_message
@@ -65,6 +66,7 @@ class UsageConsumer:
         group: str,
         consumer: str,
         on_missing_state: Callable[[str, str], None],
+        notifier: Notifier | None = None,
         batch: int = 100,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
@@ -78,6 +80,7 @@ class UsageConsumer:
         self._group = group
         self._consumer = consumer
         self._on_missing_state = on_missing_state
+        self._notifier = notifier
         self._batch = batch
         self._block_ms = block_ms
         self._claim_idle_ms = claim_idle_ms
@@ -172,8 +175,13 @@ class UsageConsumer:
             if outcome == "pending":
                 self._on_missing_state(namespace, usage.entitlement_id)
             elif outcome not in ("", "seen"):
+                before = self._memory.states.get(usage.entitlement_id)
                 self._memory.set_usage(usage.entitlement_id, usage.generation, Decimal(outcome))
                 changes.append((usage.entitlement_id, usage.generation, Decimal(outcome)))
+                after = self._memory.states.get(usage.entitlement_id)
+                entitlement = self._index.by_id(usage.entitlement_id)
+                if self._notifier is not None and after is not None and entitlement is not None:
+                    await self._notifier.usage_changed(entitlement, before, after, datetime.now(UTC))
         if changes:
             await self._feed.usage_changed(namespace, changes)
 

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] state hash, KEYS[2] pending list, KEYS[3] consumed set of the state being replaced
 -- ARGV[1] the generation the caller started from ("0": none), ARGV[2] the new state as JSON:
---   {seg_start, seg_end, period_start, period_end, b0, ov0, pu0, u, soft, snap} (times in fixed-width
+--   {seg_start, seg_end, period_start, period_end, b0, ov0, pu0, u, soft, granted, snap} (times in fixed-width
 --   UTC ISO form, so that string order is time order; seg_end "" when open)
 -- Pending deltas whose transaction the new snapshot did not see are added: in the segment to u, earlier
 -- in the period to u with a recompute mark. Returns {"installed", gen, u} or {"conflict", current gen}.
@@ -33,6 +33,6 @@ local gen = tostring(tonumber(current) + 1)
 redis.call('HSET', KEYS[1],
   'gen', gen, 'seg_start', new.seg_start, 'seg_end', new.seg_end,
   'period_start', new.period_start, 'period_end', new.period_end,
-  'b0', new.b0, 'ov0', new.ov0, 'pu0', new.pu0, 'u', usage, 'soft', new.soft,
+  'b0', new.b0, 'ov0', new.ov0, 'pu0', new.pu0, 'u', usage, 'soft', new.soft, 'granted', new.granted,
   'snap', new.snap, 'rebuilding', '0', 'recompute', recompute)
 return {'installed', gen, usage}

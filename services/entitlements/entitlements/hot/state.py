@@ -43,6 +43,8 @@ class Segment:
     period_usage_before: Decimal
     """Usage in the usage period before the segment."""
     soft_limit: bool
+    granted: Decimal = _ZERO
+    """Everything the usage period granted up to the segment's start (what usage percentages are of)."""
 
     def as_json(self, usage: Decimal, snapshot: str) -> dict[str, Any]:
         """The install script's argument: this segment with the usage counted in it so far."""
@@ -56,6 +58,7 @@ class Segment:
             "pu0": format_decimal(self.period_usage_before),
             "u": format_decimal(usage),
             "soft": "1" if self.soft_limit else "0",
+            "granted": format_decimal(self.granted),
             "snap": snapshot,
         }
 
@@ -110,6 +113,7 @@ class HotState:
                 start_overage=Decimal(fields["ov0"]),
                 period_usage_before=Decimal(fields["pu0"]),
                 soft_limit=fields["soft"] == "1",
+                granted=Decimal(fields.get("granted", "0")),
             ),
             usage=Decimal(fields["u"]),
             snapshot=fields["snap"],
