@@ -1,17 +1,20 @@
-"""The CatalogService servicer: decode, call one service method, encode. No rules here.
-
-ApplyCatalog and ExportCatalog are not served yet: they answer UNIMPLEMENTED.
-"""
+"""The CatalogService servicer: decode, call one service method, encode. No rules here."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
-
-import grpc
+from typing import Any
 
 from catalog import convert
+from catalog.document import document_format_from_proto, document_format_to_proto, to_proto_apply_response
 from catalog.domain import AddOn, Plan, VersionStatus
-from catalog.service import AddOnService, FeatureService, GetVersionInput, ListVersionsInput, PlanService
+from catalog.service import (
+    AddOnService,
+    CatalogDocuments,
+    FeatureService,
+    GetVersionInput,
+    ListVersionsInput,
+    PlanService,
+)
 from catalog.store import VersionRef
 from metering.catalog.v1 import catalog_pb2 as pb
 from metering.catalog.v1 import catalog_pb2_grpc
@@ -95,8 +98,14 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     """gRPC face of the catalog service."""
 
     def __init__(
-        self, features: FeatureService, plans: PlanService, add_ons: AddOnService, clock: Clock
+        self,
+        features: FeatureService,
+        plans: PlanService,
+        add_ons: AddOnService,
+        documents: CatalogDocuments,
+        clock: Clock,
     ) -> None:
+        self._documents = documents
         self._features = features
         self._plans = plans
         self._add_ons = add_ons
@@ -232,14 +241,22 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
 
     # --- catalog documents ---------------------------------------------------------------------------
 
-    async def _unimplemented(self, context: Any, method: str) -> NoReturn:
-        # The generated base class would raise NotImplementedError, which the interceptor reports as
-        # INTERNAL; UNIMPLEMENTED tells a client the truth.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served yet")
-        raise AssertionError("unreachable: abort raises")
-
     async def ApplyCatalog(self, request: pb.ApplyCatalogRequest, context: Any) -> pb.ApplyCatalogResponse:
-        await self._unimplemented(context, "ApplyCatalog")
+        diff = await self._documents.apply(
+            namespace(),
+            request.document,
+            document_format_from_proto(request.format),
+            dry_run=request.dry_run,
+            prune=request.prune,
+        )
+        return to_proto_apply_response(diff, dry_run=request.dry_run)
 
     async def ExportCatalog(self, request: pb.ExportCatalogRequest, context: Any) -> pb.ExportCatalogResponse:
-        await self._unimplemented(context, "ExportCatalog")
+        format = document_format_from_proto(request.format)
+        text = await self._documents.export(
+            namespace(),
+            format,
+            include_archived=request.include_archived,
+            include_drafts=request.include_drafts,
+        )
+        return pb.ExportCatalogResponse(document=text, format=document_format_to_proto(format))

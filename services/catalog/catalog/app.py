@@ -9,7 +9,7 @@ from catalog import SCHEMA
 from catalog.api import CatalogApi
 from catalog.config import Settings
 from catalog.meters import IngestMeterDirectory, MeterDirectory
-from catalog.service import AddOnService, FeatureService, PlanService, ReferenceResolver
+from catalog.service import AddOnService, CatalogDocuments, FeatureService, PlanService, ReferenceResolver
 from catalog.store import CatalogStore
 from metering.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from meterlib.clock import Clock, SystemClock
@@ -44,6 +44,7 @@ async def build(
         FeatureService(store, meters, clock),
         PlanService(store, references, clock),
         AddOnService(store, references, clock),
+        CatalogDocuments(store, meters, clock),
         clock,
     )
     app.add_servicer(

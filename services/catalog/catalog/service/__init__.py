@@ -5,6 +5,7 @@ One module per resource: features, plans, add-ons; the version lifecycle plans a
 """
 
 from catalog.service.addons import AddOnService
+from catalog.service.documents import CatalogDocuments
 from catalog.service.features import FeatureService
 from catalog.service.plans import PlanService
 from catalog.service.references import ReferenceResolver
@@ -12,6 +13,7 @@ from catalog.service.versions import GetVersionInput, ListVersionsInput, Version
 
 __all__ = [
     "AddOnService",
+    "CatalogDocuments",
     "FeatureService",
     "GetVersionInput",
     "ListVersionsInput",

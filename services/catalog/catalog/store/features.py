@@ -56,6 +56,13 @@ class FeatureStore:
                 reason="ERROR_REASON_KEY_CONFLICT",
             ) from None
 
+    async def all(self, namespace: str) -> dict[str, Feature]:
+        """Every feature of the namespace, archived ones included, by key."""
+        rows = await self._db.fetch(
+            f"SELECT {FEATURE_COLUMNS} FROM features WHERE namespace = $1 ORDER BY key", namespace
+        )
+        return {feature.key: feature for feature in map(feature_from_row, rows)}
+
     async def get(self, namespace: str, key: str, *, for_update: bool = False) -> Feature | None:
         """The feature, archived or not; None when there is none. ``for_update`` locks its row until the
         transaction ends (archiving waits for versions being written that reference it, and they for it)."""

@@ -7,7 +7,7 @@ its status at an instant is the SQL function ``version_status`` (migration 0002)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -158,6 +158,32 @@ class VersionStore(Generic[V]):
             key,
         )
         return [self._from_row(row) for row in rows]
+
+    async def lock_keys(self, namespace: str, keys: Collection[str]) -> None:
+        """Serialize lifecycle changes of these keys until the transaction ends: the advisory locks of
+        ``all_versions(for_update=True)``, taken in key order so that two holders never deadlock."""
+        for key in sorted(set(keys)):
+            await self._db.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self.TABLE}/{namespace}/{key}"
+            )
+
+    async def keys(self, namespace: str) -> list[str]:
+        """Every key of the namespace."""
+        rows = await self._db.fetch(
+            f"SELECT DISTINCT key FROM {self.TABLE} WHERE namespace = $1 ORDER BY key", namespace
+        )
+        return [row["key"] for row in rows]
+
+    async def all_in_namespace(self, namespace: str) -> dict[str, list[V]]:
+        """Every version of every key of the namespace, by key, oldest first."""
+        rows = await self._db.fetch(
+            f"SELECT {self._columns} FROM {self.TABLE} WHERE namespace = $1 ORDER BY key, version", namespace
+        )
+        versions: dict[str, list[V]] = {}
+        for row in rows:
+            version = self._from_row(row)
+            versions.setdefault(version.key, []).append(version)
+        return versions
 
     async def effective_at(self, namespace: str, key: str, at: datetime) -> list[V]:
         """The published versions whose effective range holds ``at`` (at most one: ranges never overlap)."""
