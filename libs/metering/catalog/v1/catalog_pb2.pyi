@@ -1434,8 +1434,9 @@ class MeteredEntitlementTemplate(_message.Message):
     """Whether overage at a reset is burned from the new period's grants (true) or forgiven (false)."""
     @_builtins.property
     def issue_after_reset(self) -> _common_pb2.Decimal:
-        """The amount granted at the start of every usage period, e.g. "1000000" tokens. Unset means none
-        (grants are then created separately).
+        """The amount granted at the start of every usage period, e.g. "1000000" tokens; "0" when grants are
+        created separately. Required (INVALID_ARGUMENT when unset), as a metered entitlement of a plan must
+        say what each period grants.
         """
 
     def __init__(
