@@ -58,8 +58,11 @@ async def cluster(
     try:
         for name in SERVICES:
             process, port, metrics_port = spawn_service(name, env, tmp_path)
-            if name == "ingest":  # catalog, started next, asks ingest whether meters exist
+            if name == "ingest":  # catalog (meters) and entitlements (usage), started next, ask ingest
                 env["METERING_CATALOG_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
+                env["METERING_ENTITLEMENTS_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
+            if name == "catalog":  # entitlements, started next, reads features from catalog
+                env["METERING_ENTITLEMENTS_CATALOG_ADDRESS"] = f"127.0.0.1:{port}"
             cluster.services[name] = RunningService(
                 name=name,
                 port=port,

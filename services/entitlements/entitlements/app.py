@@ -1,4 +1,5 @@
-"""Composition root of the entitlements service: wires settings, Postgres, Redis and the clock into servicers."""
+"""Composition root of the entitlements service: wires settings, Postgres, Redis, the clock and the catalog
+and ingest clients into servicers."""
 
 from __future__ import annotations
 
@@ -6,8 +7,22 @@ import asyncpg
 from redis.asyncio import Redis
 
 from entitlements import SCHEMA
+from entitlements.api import EntitlementsApi
 from entitlements.config import Settings
-from meterlib.clock import Clock
+from entitlements.features import CatalogFeatureDirectory, FeatureDirectory
+from entitlements.service import (
+    CustomerService,
+    DefinitionChanges,
+    EntitlementService,
+    GrantService,
+    NoChanges,
+    Truth,
+    UsageService,
+)
+from entitlements.store import EntitlementsStore
+from entitlements.usage import IngestUsageReader, UsageReader
+from metering.entitlements.v1 import entitlements_pb2, entitlements_pb2_grpc
+from meterlib.clock import Clock, SystemClock
 from meterlib.resources import open_pool, open_redis
 from meterlib.server import ServiceApp
 
@@ -18,6 +33,9 @@ async def build(
     pool: asyncpg.Pool | None = None,
     redis: Redis | None = None,
     clock: Clock | None = None,
+    features: FeatureDirectory | None = None,
+    usage: UsageReader | None = None,
+    changes: DefinitionChanges | None = None,
 ) -> ServiceApp:
     """Build the service; resources passed in (tests share theirs) are not closed by it."""
     app = ServiceApp(name="entitlements")
@@ -27,4 +45,36 @@ async def build(
     except BaseException:
         await app.close()  # what was opened before the failure
         raise
+    clock = clock or SystemClock()
+    if features is None:
+        # Channels connect lazily: the service starts, and serves what needs neither, while catalog or
+        # ingest is still starting or down.
+        catalog = CatalogFeatureDirectory(
+            settings.catalog_address,
+            deadline_seconds=settings.catalog_deadline_seconds,
+            attempts=settings.catalog_attempts,
+        )
+        app.on_stop.append(catalog.close)
+        features = catalog
+    if usage is None:
+        ingest = IngestUsageReader(
+            settings.ingest_address,
+            deadline_seconds=settings.ingest_deadline_seconds,
+            attempts=settings.ingest_attempts,
+        )
+        app.on_stop.append(ingest.close)
+        usage = ingest
+    changes = changes or NoChanges()
+    store = EntitlementsStore(pool)
+    truth = Truth(store, usage, concurrency=settings.ingest_concurrency)
+    api = EntitlementsApi(
+        CustomerService(store, clock, changes),
+        EntitlementService(store, features, clock, changes),
+        GrantService(store, truth, clock, changes),
+        UsageService(store, truth, clock, changes),
+    )
+    app.add_servicer(
+        lambda server: entitlements_pb2_grpc.add_EntitlementsServiceServicer_to_server(api, server),
+        entitlements_pb2.DESCRIPTOR.services_by_name["EntitlementsService"].full_name,
+    )
     return app

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from meterlib.config import RedisSettingsMixin
+from meterlib.config import RedisSettingsMixin, setting
+
+
+def _address_problem(address: str) -> str | None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return "must be host:port"
+    return None
 
 
 @dataclass(frozen=True)
@@ -15,3 +22,60 @@ class Settings(RedisSettingsMixin):
     SERVICE: ClassVar[str] = "entitlements"
     DEFAULT_PORT: ClassVar[int] = 50053
     DEFAULT_METRICS_PORT: ClassVar[int] = 9093
+
+    catalog_address: str = setting(
+        "CATALOG_ADDRESS",
+        "127.0.0.1:50052",
+        "host:port of the catalog service, asked for a feature's meter and filters when an entitlement is made.",
+    )
+    catalog_deadline_seconds: float = setting(
+        "CATALOG_DEADLINE_SECONDS", 2.0, "Deadline of each call to the catalog service, in seconds."
+    )
+    catalog_attempts: int = setting(
+        "CATALOG_ATTEMPTS",
+        3,
+        "Attempts of a call to catalog that fails with UNAVAILABLE or DEADLINE_EXCEEDED (with backoff).",
+    )
+    ingest_address: str = setting(
+        "INGEST_ADDRESS",
+        "127.0.0.1:50051",
+        "host:port of the ingest service, whose QueryUsage is the truth of metered usage.",
+    )
+    ingest_deadline_seconds: float = setting(
+        "INGEST_DEADLINE_SECONDS", 5.0, "Deadline of each QueryUsage call to the ingest service, in seconds."
+    )
+    ingest_attempts: int = setting(
+        "INGEST_ATTEMPTS",
+        3,
+        "Attempts of a QueryUsage call that fails with UNAVAILABLE or DEADLINE_EXCEEDED (with backoff).",
+    )
+    ingest_concurrency: int = setting(
+        "INGEST_CONCURRENCY",
+        16,
+        "Most QueryUsage calls the service process has in flight at once (burn-downs read usage concurrently).",
+    )
+
+    def problems(self) -> list[str]:
+        """Base rules plus the catalog and ingest clients'."""
+        problems = super().problems()
+        for name, address in (
+            ("CATALOG_ADDRESS", self.catalog_address),
+            ("INGEST_ADDRESS", self.ingest_address),
+        ):
+            problem = _address_problem(address)
+            if problem is not None:
+                problems.append(f"{self.env_name(name)}: {problem}")
+        for name, seconds in (
+            ("CATALOG_DEADLINE_SECONDS", self.catalog_deadline_seconds),
+            ("INGEST_DEADLINE_SECONDS", self.ingest_deadline_seconds),
+        ):
+            if seconds <= 0:
+                problems.append(f"{self.env_name(name)}: must be positive")
+        for name, count in (
+            ("CATALOG_ATTEMPTS", self.catalog_attempts),
+            ("INGEST_ATTEMPTS", self.ingest_attempts),
+            ("INGEST_CONCURRENCY", self.ingest_concurrency),
+        ):
+            if count < 1:
+                problems.append(f"{self.env_name(name)}: must be at least 1")
+        return problems

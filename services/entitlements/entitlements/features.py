@@ -1,0 +1,76 @@
+"""The port to the catalog service: a feature's meter and group filters, and whether it is archived.
+
+Entitlements owns no features; it asks catalog's public API (``metering.catalog.v1.CatalogService.
+GetFeature``), never its tables, and copies what it needs into the entitlement when it is made. Each call
+carries a deadline and the caller's namespace and request id and is retried only when catalog could not
+answer (see ``entitlements.remote``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import grpc
+
+from entitlements.domain.entitlements import Feature
+from entitlements.remote import call_metadata, call_with_retries
+from metering.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+
+class FeatureDirectory(Protocol):
+    """Where entitlements learns about features."""
+
+    async def feature(self, namespace: str, key: str) -> Feature | None:
+        """The feature, archived or not; None when there is no such feature.
+
+        Raises ``meterlib.errors.Unavailable`` when the answer cannot be had.
+        """
+        ...
+
+
+class CatalogFeatureDirectory:
+    """FeatureDirectory over gRPC: catalog's GetFeature."""
+
+    def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
+        self._address = address
+        self._deadline = deadline_seconds
+        self._attempts = attempts
+        # The channel connects lazily: entitlements starts, and serves everything but entitlement
+        # creation, while catalog is still starting or down.
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = catalog_pb2_grpc.CatalogServiceStub(self._channel)
+
+    async def feature(self, namespace: str, key: str) -> Feature | None:
+        """The feature; None when catalog reports NOT_FOUND."""
+        metadata = call_metadata(namespace)
+        request = catalog_pb2.GetFeatureRequest(key=key)
+
+        async def ask() -> catalog_pb2.GetFeatureResponse:
+            reply: catalog_pb2.GetFeatureResponse = await self._stub.GetFeature(
+                request, timeout=self._deadline, metadata=metadata
+            )
+            return reply
+
+        try:
+            reply = await call_with_retries(
+                ask,
+                service="catalog",
+                what=f"feature {key!r}",
+                attempts=self._attempts,
+                address=self._address,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise RuntimeError(f"catalog GetFeature failed with {exc.code().name}: {exc.details()}") from exc
+        found = reply.feature
+        return Feature(
+            key=found.key,
+            meter_key=found.meter_key,
+            meter_group_filters=dict(found.meter_group_filters),
+            archived=found.HasField("archive_time"),
+        )
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
