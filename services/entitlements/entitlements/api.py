@@ -6,6 +6,7 @@ UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -13,6 +14,7 @@ import grpc
 
 from entitlements import convert
 from entitlements.domain import Entitlement, Grant
+from entitlements.hot.path import HotPath
 from entitlements.service import (
     CustomerService,
     EntitlementService,
@@ -27,6 +29,8 @@ from metering.entitlements.v1 import entitlements_pb2_grpc
 from meterlib.context import namespace
 from meterlib.errors import FieldViolation, InvalidArgument
 from meterlib.paging import decode_token, encode_token, page_size
+
+MAX_BATCH_CHECKS = 1000
 
 
 def _page(next_token: str) -> common_pb2.PageResponse:
@@ -94,7 +98,9 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
         entitlements: EntitlementService,
         grants: GrantService,
         usage: UsageService,
+        checks: HotPath,
     ) -> None:
+        self._checks = checks
         self._customers = customers
         self._entitlements = entitlements
         self._grants = grants
@@ -236,10 +242,44 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
         raise AssertionError("unreachable: abort raises")
 
     async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
-        await self._unimplemented(context, "Check")
+        problems = convert.check_violations(request)
+        if problems:
+            raise InvalidArgument.fields(problems)
+        check = convert.from_proto_check(request)
+        result = await self._checks.check(
+            namespace(),
+            customer_key=check.customer_key,
+            subject_key=check.subject_key,
+            feature_key=check.feature_key,
+            at=check.at,
+        )
+        return convert.to_proto_check(result)
 
     async def CheckBatch(self, request: pb.CheckBatchRequest, context: Any) -> pb.CheckBatchResponse:
-        await self._unimplemented(context, "CheckBatch")
+        problems = [
+            p
+            for i, item in enumerate(request.requests)
+            for p in convert.check_violations(item, f"requests[{i}].")
+        ]
+        if not request.requests or len(request.requests) > MAX_BATCH_CHECKS:
+            problems.insert(0, FieldViolation("requests", f"between 1 and {MAX_BATCH_CHECKS} checks"))
+        if problems:
+            raise InvalidArgument.fields(problems)
+        ns = namespace()
+        checks = [convert.from_proto_check(item) for item in request.requests]
+        results = await asyncio.gather(
+            *(
+                self._checks.check(
+                    ns,
+                    customer_key=c.customer_key,
+                    subject_key=c.subject_key,
+                    feature_key=c.feature_key,
+                    at=c.at,
+                )
+                for c in checks
+            )
+        )
+        return pb.CheckBatchResponse(responses=[convert.to_proto_check(r) for r in results])
 
     async def CheckAndConsume(
         self, request: pb.CheckAndConsumeRequest, context: Any

@@ -10,12 +10,12 @@ from entitlements import SCHEMA
 from entitlements.api import EntitlementsApi
 from entitlements.config import Settings
 from entitlements.features import CatalogFeatureDirectory, FeatureDirectory
+from entitlements.hot.path import HotPath
 from entitlements.service import (
     CustomerService,
     DefinitionChanges,
     EntitlementService,
     GrantService,
-    NoChanges,
     Truth,
     UsageService,
 )
@@ -64,17 +64,31 @@ async def build(
         )
         app.on_stop.append(ingest.close)
         usage = ingest
-    changes = changes or NoChanges()
     store = EntitlementsStore(pool)
     truth = Truth(store, usage, concurrency=settings.ingest_concurrency)
+    hot = HotPath(
+        redis,
+        settings.redis_key_prefix,
+        store,
+        truth,
+        clock,
+        usage_stream=settings.usage_stream,
+        consumer_group=settings.consumer_group,
+        threshold_percents=settings.percents(),
+        fail_open=settings.fail_open,
+    )
+    changes = changes or hot
     api = EntitlementsApi(
         CustomerService(store, clock, changes),
         EntitlementService(store, features, clock, changes),
         GrantService(store, truth, clock, changes),
         UsageService(store, truth, clock, changes),
+        hot,
     )
     app.add_servicer(
         lambda server: entitlements_pb2_grpc.add_EntitlementsServiceServicer_to_server(api, server),
         entitlements_pb2.DESCRIPTOR.services_by_name["EntitlementsService"].full_name,
     )
+    await hot.start()
+    app.on_stop.append(hot.stop)  # runs before the pool and Redis close (hooks run last first)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
 from meterlib.config import RedisSettingsMixin, setting
@@ -54,10 +55,40 @@ class Settings(RedisSettingsMixin):
         16,
         "Most QueryUsage calls the service process has in flight at once (burn-downs read usage concurrently).",
     )
+    usage_stream: str = setting(
+        "USAGE_STREAM",
+        "usage-deltas",
+        "Redis Stream of ingest's usage deltas, after the key prefix (ingest's METERING_INGEST_USAGE_STREAM).",
+    )
+    consumer_group: str = setting(
+        "CONSUMER_GROUP", "entitlements", "Consumer group every replica reads the usage stream in."
+    )
+    threshold_percents: str = setting(
+        "THRESHOLD_PERCENTS",
+        "50,80,100",
+        "Comma-separated percentages of a period's grants whose crossing is notified (empty: none).",
+    )
+    fail_open: bool = setting(
+        "FAIL_OPEN",
+        False,
+        "Whether checks allow access while a metered entitlement's state is being rebuilt and its truth is unreachable.",
+    )
+
+    def percents(self) -> list[Decimal]:
+        """THRESHOLD_PERCENTS as numbers."""
+        return [Decimal(p.strip()) for p in self.threshold_percents.split(",") if p.strip()]
 
     def problems(self) -> list[str]:
         """Base rules plus the catalog and ingest clients'."""
         problems = super().problems()
+        try:
+            if any(not p.is_finite() or p <= 0 for p in self.percents()):
+                problems.append(f"{self.env_name('THRESHOLD_PERCENTS')}: percentages must be positive")
+        except InvalidOperation:
+            problems.append(f"{self.env_name('THRESHOLD_PERCENTS')}: comma-separated numbers, e.g. 50,80,100")
+        for name, text in (("USAGE_STREAM", self.usage_stream), ("CONSUMER_GROUP", self.consumer_group)):
+            if not text:
+                problems.append(f"{self.env_name(name)}: must not be empty")
         for name, address in (
             ("CATALOG_ADDRESS", self.catalog_address),
             ("INGEST_ADDRESS", self.ingest_address),

@@ -10,6 +10,7 @@ every problem at once. ``to_proto_…`` writes canonical forms (``P1Y``, ``"12.5
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -33,6 +34,7 @@ from entitlements.domain import (
     UpsertCustomerInput,
     segment_overage,
 )
+from entitlements.hot.decide import CheckResult
 from metering.common.v1 import common_pb2
 from metering.entitlements.v1 import entitlements_pb2 as pb
 from meterlib.errors import FieldViolation, InvalidArgument
@@ -367,3 +369,60 @@ def to_proto_history(history: History) -> pb.GetEntitlementHistoryResponse:
         windows=[_to_proto_window(w) for w in history.windows],
         segments=[to_proto_segment(s) for s in history.segments],
     )
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    """A Check (or one CheckBatch item), decoded."""
+
+    customer_key: str
+    subject_key: str
+    feature_key: str
+    at: datetime | None
+
+
+def check_violations(request: pb.CheckRequest, prefix: str = "") -> list[FieldViolation]:
+    """What is wrong with a CheckRequest (paths under ``prefix``)."""
+    problems = []
+    which = request.WhichOneof("customer")
+    if which is None or not getattr(request, which):
+        problems.append(
+            FieldViolation(f"{prefix}customer_key", "a customer_key or a subject_key is required")
+        )
+    if not request.feature_key:
+        problems.append(FieldViolation(f"{prefix}feature_key", "is required"))
+    return problems
+
+
+def from_proto_check(request: pb.CheckRequest) -> CheckInput:
+    """The check a request asks for (validate with ``check_violations`` first)."""
+    which = request.WhichOneof("customer")
+    return CheckInput(
+        customer_key=request.customer_key if which == "customer_key" else "",
+        subject_key=request.subject_key if which == "subject_key" else "",
+        feature_key=request.feature_key,
+        at=optional_time(request, "at"),
+    )
+
+
+def to_proto_check(result: CheckResult) -> pb.CheckResponse:
+    """The wire form of a check's answer."""
+    response = pb.CheckResponse(
+        has_access=result.has_access,
+        deny_reason=pb.DenyReason.Value(f"DENY_REASON_{result.deny_reason.value}"),
+        config=result.config,
+        entitlement_id=result.entitlement_id,
+        customer_key=result.customer_key,
+    )
+    if result.kind is not None:
+        response.type = pb.EntitlementType.Value(f"ENTITLEMENT_TYPE_{result.kind.value.upper()}")
+    for field_name, value in (
+        ("balance", result.balance),
+        ("usage", result.usage),
+        ("overage", result.overage),
+    ):
+        if value is not None:
+            getattr(response, field_name).CopyFrom(to_proto_decimal(value))
+    if result.usage_period is not None:
+        response.usage_period.CopyFrom(to_proto_range(Period(*result.usage_period)))
+    return response

@@ -16,7 +16,7 @@ from entitlements.hot.index import DefinitionIndex, EntitlementKind, HotEntitlem
 from entitlements.hot.memory import ChangeFeed, FeedFollower, HotMemory
 from entitlements.hot.notifications import Notifier
 from entitlements.hot.redis_store import Decision, HotStore
-from entitlements.hot.state import Segment
+from entitlements.hot.state import HotState, Segment
 from meterlib.usagestream import StreamDelta, decode_message, encode_delta, encode_message
 
 NS = "acme"
@@ -51,6 +51,11 @@ def index() -> DefinitionIndex:
         )
     )
     return index
+
+
+async def _install(hot: HotStore, segment: Segment, usage: Decimal, snapshot: str) -> HotState | None:
+    generation, token = await hot.begin_rebuild(NS, "m1")
+    return await hot.install(NS, "m1", generation, segment, usage, snapshot, token)
 
 
 class Replica:
@@ -100,7 +105,7 @@ async def test_two_replicas_apply_every_message_once(
 ) -> None:
     one, two = Replica(client, redis_prefix, index, "one"), Replica(client, redis_prefix, index, "two")
     await one.consumer.ensure_group()
-    await one.hot.install(NS, "m1", 0, SEGMENT, Decimal(0), "1:1:")
+    await _install(one.hot, SEGMENT, Decimal(0), "1:1:")
     for tx in range(10, 60):
         await client.xadd(
             f"{redis_prefix}usage-deltas",
@@ -121,7 +126,7 @@ async def test_a_message_applied_but_not_acknowledged_is_not_counted_twice(
 ) -> None:
     replica = Replica(client, redis_prefix, index, "one")
     await replica.consumer.ensure_group()
-    await replica.hot.install(NS, "m1", 0, SEGMENT, Decimal(0), "1:1:")
+    await _install(replica.hot, SEGMENT, Decimal(0), "1:1:")
     stream = f"{redis_prefix}usage-deltas"
     message_id = (await client.xadd(stream, _message(10, ("tokens", "s1", "7", {"model": "gpt-4"})))).decode()  # type: ignore[arg-type]
     # A replica read it and applied it, then died before XACK: the message stays pending ...
@@ -142,7 +147,7 @@ async def test_a_consumption_comes_back_as_an_event_and_counts_once(
 ) -> None:
     replica = Replica(client, redis_prefix, index, "one")
     await replica.consumer.ensure_group()
-    state = await replica.hot.install(NS, "m1", 0, SEGMENT, Decimal(0), "1:1:")
+    state = await _install(replica.hot, SEGMENT, Decimal(0), "1:1:")
     assert state is not None
     key = f"{len(CONSUMPTION_SOURCE)}:{CONSUMPTION_SOURCE}s1-3-20"
     decision = await replica.hot.consume(
@@ -173,7 +178,7 @@ async def test_other_replicas_see_changes_through_the_feed(
         Replica(client, redis_prefix, index, "reader"),
     )
     await applier.consumer.ensure_group()
-    await applier.hot.install(NS, "m1", 0, SEGMENT, Decimal(0), "1:1:")
+    await _install(applier.hot, SEGMENT, Decimal(0), "1:1:")
     await reader.follower.load({NS: ["m1"]})
     assert reader.memory.states["m1"].usage == 0
     await client.xadd(f"{redis_prefix}usage-deltas", _message(10, ("tokens", "s1", "4", {"model": "gpt-4"})))  # type: ignore[arg-type]
@@ -183,8 +188,8 @@ async def test_other_replicas_see_changes_through_the_feed(
     assert applier.memory.states["m1"].usage == Decimal(4)
 
     # A replaced state (a rebuild) is reloaded, not patched.
-    generation = await applier.hot.begin_rebuild(NS, "m1")
-    await applier.hot.install(NS, "m1", generation, SEGMENT, Decimal(9), "20:20:")
+    generation, token = await applier.hot.begin_rebuild(NS, "m1")
+    await applier.hot.install(NS, "m1", generation, SEGMENT, Decimal(9), "20:20:", token)
     await applier.feed.state_replaced(NS, "m1")
     await reader.follower.follow_once()
     assert (reader.memory.states["m1"].generation, reader.memory.states["m1"].usage) == (
@@ -201,7 +206,7 @@ async def test_a_missing_state_keeps_the_deltas_and_asks_for_a_rebuild(
     await client.xadd(f"{redis_prefix}usage-deltas", _message(50, ("tokens", "s1", "2", {"model": "gpt-4"})))  # type: ignore[arg-type]
     await replica.drain()
     assert replica.missing == [(NS, "m1")]
-    installed = await replica.hot.install(NS, "m1", 0, SEGMENT, Decimal(0), "40:45:")
+    installed = await _install(replica.hot, SEGMENT, Decimal(0), "40:45:")
     assert installed is not None and installed.usage == Decimal(2)  # the rebuild's snapshot did not see tx 50
 
 
@@ -223,7 +228,7 @@ async def test_thresholds_are_published_once_per_period(
         replica.consumer._notifier = Notifier(client, redis_prefix, percents=[Decimal(50), Decimal(100)])
     await one.consumer.ensure_group()
     segment = Segment(**{**SEGMENT.__dict__, "granted": Decimal(100)})
-    await one.hot.install(NS, "m1", 0, segment, Decimal(0), "1:1:")
+    await _install(one.hot, segment, Decimal(0), "1:1:")
     stream = f"{redis_prefix}usage-deltas"
     for tx, value in [(10, "30"), (11, "30"), (12, "30"), (13, "30")]:  # 30, 60 (50%), 90, 120 (100%, zero)
         await client.xadd(stream, _message(tx, ("tokens", "s1", value, {"model": "gpt-4"})))  # type: ignore[arg-type]

@@ -41,7 +41,8 @@ async def _installed(
     hot: HotStore, entitlement_id: str = "e1", usage: str = "0", **changes: object
 ) -> HotState:
     segment = Segment(**{**SEGMENT.__dict__, **changes})  # type: ignore[arg-type]
-    state = await hot.install(NS, entitlement_id, 0, segment, Decimal(usage), SNAPSHOT)
+    generation, token = await hot.begin_rebuild(NS, entitlement_id)
+    state = await hot.install(NS, entitlement_id, generation, segment, Decimal(usage), SNAPSHOT, token)
     assert state is not None
     return state
 
@@ -140,16 +141,18 @@ async def test_a_stale_generation_writes_nothing(hot: HotStore) -> None:
 
 async def test_a_rebuild_replays_exactly_what_its_snapshot_did_not_see(hot: HotStore) -> None:
     state = await _installed(hot, usage="1")
-    generation = await hot.begin_rebuild(NS, "e1")
+    generation, token = await hot.begin_rebuild(NS, "e1")
     assert generation == state.generation
     pending = await hot.apply(NS, "1-0", 300, [_usage(state, _delta("5"))])
     seen = await hot.apply(NS, "2-0", 250, [_usage(state, _delta("7"))])
     assert pending.per_entitlement == seen.per_entitlement == {"e1": "pending"}
     # The truth, read in a snapshot that saw transaction 250 but not 300: usage 8 (1 + 7).
-    rebuilt = await hot.install(NS, "e1", generation, SEGMENT, Decimal(8), "260:290:")
+    rebuilt = await hot.install(NS, "e1", generation, SEGMENT, Decimal(8), "260:290:", token)
     assert rebuilt is not None and rebuilt.generation == generation + 1
     assert (await _state(hot)).usage == Decimal(13)  # 8 + the 5 the snapshot did not see
-    assert await hot.install(NS, "e1", generation, SEGMENT, Decimal(0), "1:1:") is None  # one install wins
+    assert (
+        await hot.install(NS, "e1", generation, SEGMENT, Decimal(0), "1:1:", token) is None
+    )  # one install wins
 
 
 async def test_a_flushed_state_is_rebuilt_without_losing_or_doubling(hot: HotStore, redis_url: str) -> None:
@@ -159,7 +162,8 @@ async def test_a_flushed_state_is_rebuilt_without_losing_or_doubling(hot: HotSto
     await client.aclose()
     result = await hot.apply(NS, "5-0", 400, [_usage(state, _delta("2"))])
     assert result.per_entitlement == {"e1": "pending"}
-    rebuilt = await hot.install(NS, "e1", 0, SEGMENT, Decimal(3), "390:400:")
+    generation, token = await hot.begin_rebuild(NS, "e1")
+    rebuilt = await hot.install(NS, "e1", generation, SEGMENT, Decimal(3), "390:400:", token)
     assert rebuilt is not None and rebuilt.usage == Decimal(5)
 
 
@@ -279,3 +283,13 @@ async def test_consumption_waits_for_a_state(hot: HotStore) -> None:
         )
         == "not_ready"
     )
+
+
+async def test_a_rebuild_begun_before_a_definition_change_cannot_install(hot: HotStore) -> None:
+    """A state computed before a grant was added is stale: the change's own rebuild installs instead."""
+    await _installed(hot)
+    generation, early = await hot.begin_rebuild(NS, "e1")
+    later_generation, later = await hot.begin_rebuild(NS, "e1")  # a grant was added meanwhile
+    assert await hot.install(NS, "e1", generation, SEGMENT, Decimal(0), "1:1:", early) is None
+    installed = await hot.install(NS, "e1", later_generation, SEGMENT, Decimal(0), "1:1:", later)
+    assert installed is not None and not (await _state(hot)).rebuilding

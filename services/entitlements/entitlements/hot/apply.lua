@@ -20,7 +20,7 @@ local plans = {}
 for i = 1, n do
   local entry = cjson.decode(ARGV[4 + i])
   local state = redis.call('HMGET', KEYS[3 * i - 1], 'gen', 'snap', 'u', 'rebuilding')
-  if not state[1] or state[4] == '1' then
+  if not state[1] or (state[4] and state[4] ~= '0') then
     plans[i] = {'pending', entry}
   elseif tonumber(state[1]) ~= tonumber(entry.gen) then
     return {'stale', i}

@@ -12,7 +12,7 @@ if prior then
   return {'replay', prior}
 end
 local state = redis.call('HMGET', KEYS[1], 'gen', 'b0', 'u', 'soft', 'rebuilding')
-if not state[1] or state[5] == '1' then
+if not state[1] or (state[5] and state[5] ~= '0') then
   return {'not_ready'}
 end
 if state[1] ~= ARGV[1] then

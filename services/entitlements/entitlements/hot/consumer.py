@@ -11,7 +11,6 @@ that is missing or being rebuilt keeps the deltas pending and asks for a rebuild
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from entitlements.hot.memory import ChangeFeed, HotMemory
 from entitlements.hot.notifications import Notifier
 from entitlements.hot.redis_store import ApplyOutcome, EntitlementUsage, HotStore, UsageDelta
 from meterlib.logs import get_logger
+from meterlib.tasks import stop_task
 from meterlib.usagestream import StreamMessage, decode_message
 
 log = get_logger("entitlements.consumer")
@@ -191,10 +191,7 @@ class UsageConsumer:
 
     async def stop(self) -> None:
         """Stop consuming (messages in hand stay pending and are claimed later)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         backoff = 0.1

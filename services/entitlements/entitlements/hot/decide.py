@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
 from entitlements.hot.index import DefinitionIndex, EntitlementKind
 from entitlements.hot.state import HotState
@@ -50,9 +51,15 @@ class NeedsTruth:
     customer_key: str
 
 
+class States(Protocol):
+    """Hot states by entitlement id, as far as they may answer (HotMemory, or a dict)."""
+
+    def get(self, entitlement_id: str, /) -> HotState | None: ...
+
+
 def decide(
     index: DefinitionIndex,
-    states: dict[str, HotState],
+    states: States,
     namespace: str,
     *,
     customer_key: str = "",

@@ -1,14 +1,16 @@
 -- Install a state computed from the truth, replaying what arrived while it was computed.
 --
 -- KEYS[1] state hash, KEYS[2] pending list, KEYS[3] consumed set of the state being replaced
--- ARGV[1] the generation the caller started from ("0": none), ARGV[2] the new state as JSON:
+-- ARGV[1] the generation the caller started from ("0": none), ARGV[3] the token of its begin_rebuild,
+-- ARGV[2] the new state as JSON:
 --   {seg_start, seg_end, period_start, period_end, b0, ov0, pu0, u, soft, granted, snap} (times in fixed-width
 --   UTC ISO form, so that string order is time order; seg_end "" when open)
 -- Pending deltas whose transaction the new snapshot did not see are added: in the segment to u, earlier
--- in the period to u with a recompute mark. Returns {"installed", gen, u} or {"conflict", current gen}.
+-- in the period to u with a recompute mark. Returns {"installed", gen, u} or {"conflict", current gen}
+-- (another install came first, or the definition changed since the rebuild began).
 
 local current = redis.call('HGET', KEYS[1], 'gen') or '0'
-if current ~= ARGV[1] then
+if current ~= ARGV[1] or redis.call('HGET', KEYS[1], 'rebuilding') ~= ARGV[3] then
   return {'conflict', current}
 end
 local new = cjson.decode(ARGV[2])

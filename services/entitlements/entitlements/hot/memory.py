@@ -5,8 +5,7 @@ current: whoever changes a state in Redis appends the new usage to the feed; eve
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,7 @@ from redis.exceptions import RedisError
 from entitlements.hot.redis_store import HotStore
 from entitlements.hot.state import HotState
 from meterlib.logs import get_logger
+from meterlib.tasks import stop_task
 
 log = get_logger("entitlements.hot")
 
@@ -26,6 +26,22 @@ class HotMemory:
 
     def __init__(self) -> None:
         self.states: dict[str, HotState] = {}
+        self._stale_below: dict[str, int] = {}
+
+    def get(self, entitlement_id: str) -> HotState | None:
+        """The state, if it may answer a check: not being rebuilt, and not older than a definition change
+        this replica knows of (a state read from Redis just before the change must not answer)."""
+        state = self.states.get(entitlement_id)
+        if state is None or state.rebuilding:
+            return None
+        if state.generation < self._stale_below.get(entitlement_id, 0):
+            return None
+        self._stale_below.pop(entitlement_id, None)
+        return state
+
+    def outdate(self, entitlement_id: str, generation: int) -> None:
+        """A definition changed while the state was at ``generation``: only a later one may answer."""
+        self._stale_below[entitlement_id] = max(self._stale_below.get(entitlement_id, 0), generation + 1)
 
     def put(self, entitlement_id: str, state: HotState | None) -> None:
         """Remember a state (None forgets it)."""
@@ -68,6 +84,12 @@ class ChangeFeed:
         fields: dict[Any, Any] = {"ns": namespace, "id": entitlement_id, "reload": "1"}
         await self._redis.xadd(self.key, fields, maxlen=self._max_len, approximate=True)
 
+    async def definition_changed(self, namespace: str, kind: str, key: str, generation: int = 0) -> None:
+        """Announce that a customer or an entitlement definition changed: replicas reload it from Postgres
+        (and stop answering from a state of ``generation`` or before)."""
+        fields: dict[Any, Any] = {"ns": namespace, "definition": kind, "key": key, "gen": generation}
+        await self._redis.xadd(self.key, fields, maxlen=self._max_len, approximate=True)
+
     async def position(self) -> str:
         """The id of the feed's last entry ("0-0" when empty): where a reader that loads now starts."""
         info = await self._redis.xinfo_stream(self.key) if await self._redis.exists(self.key) else None
@@ -81,8 +103,16 @@ class FeedFollower:
     """Tails the change feed into this replica's memory; reloads from Redis what it is told to."""
 
     def __init__(
-        self, redis: Redis, feed: ChangeFeed, hot: HotStore, memory: HotMemory, *, block_ms: int = 1000
+        self,
+        redis: Redis,
+        feed: ChangeFeed,
+        hot: HotStore,
+        memory: HotMemory,
+        *,
+        block_ms: int = 1000,
+        on_definition: Callable[[str, str, str, int], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_definition = on_definition
         self._redis = redis
         self._feed = feed
         self._hot = hot
@@ -111,7 +141,12 @@ class FeedFollower:
                 fields = {_text(k): _text(v) for k, v in raw.items()}
                 self._position = _text(entry_id)
                 applied += 1
-                if fields.get("reload"):
+                if fields.get("definition"):
+                    if self._on_definition is not None:
+                        await self._on_definition(
+                            fields["ns"], fields["definition"], fields["key"], int(fields.get("gen", "0"))
+                        )
+                elif fields.get("reload"):
                     reloads.setdefault(fields["ns"], set()).add(fields["id"])
                 else:
                     self._memory.set_usage(fields["id"], int(fields["gen"]), Decimal(fields["u"]))
@@ -126,10 +161,7 @@ class FeedFollower:
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

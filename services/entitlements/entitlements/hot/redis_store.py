@@ -7,6 +7,7 @@ entitlements of one namespace runs on one Redis Cluster slot.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -140,10 +141,12 @@ class HotStore:
             states[entitlement_id] = HotState.from_hash(fields) if "gen" in fields else None
         return states
 
-    async def begin_rebuild(self, namespace: str, entitlement_id: str) -> int:
-        """Hold the entitlement's deltas back for the state being computed; the current generation."""
-        gen = await self._begin_rebuild(keys=[self.keys.state(namespace, entitlement_id)])
-        return int(gen)
+    async def begin_rebuild(self, namespace: str, entitlement_id: str) -> tuple[int, str]:
+        """Hold the entitlement's deltas back for the state being computed; the current generation and
+        the token the install must carry (a later begin_rebuild voids it)."""
+        token = uuid.uuid4().hex
+        gen = await self._begin_rebuild(keys=[self.keys.state(namespace, entitlement_id)], args=[token])
+        return int(gen), token
 
     async def install(
         self,
@@ -153,16 +156,18 @@ class HotStore:
         segment: Segment,
         usage: Decimal,
         snapshot: str,
+        token: str,
     ) -> HotState | None:
         """Install a state computed from the truth (QueryUsage read in ``snapshot``) over generation
-        ``from_generation``; None when another replica installed one first."""
+        ``from_generation``, for the rebuild ``token`` began; None when another install came first or
+        the definition changed since (the state is then stale: rebuild again)."""
         result = await self._install(
             keys=[
                 self.keys.state(namespace, entitlement_id),
                 self.keys.pending(namespace, entitlement_id),
                 self.keys.consumed(namespace, entitlement_id, from_generation),
             ],
-            args=[str(from_generation), json.dumps(segment.as_json(usage, snapshot))],
+            args=[str(from_generation), json.dumps(segment.as_json(usage, snapshot)), token],
         )
         if _text(result[0]) != "installed":
             return None

@@ -117,6 +117,6 @@ class HotState:
             ),
             usage=Decimal(fields["u"]),
             snapshot=fields["snap"],
-            rebuilding=fields.get("rebuilding") == "1",
+            rebuilding=fields.get("rebuilding", "0") not in ("", "0"),
             recompute=fields.get("recompute") == "1",
         )

@@ -48,6 +48,24 @@ class CustomerStore:
             return None
         return Customer(row["key"], tuple(row["subject_keys"]), row["update_time"])
 
+    async def all(self, namespace: str | None = None) -> list[tuple[str, Customer]]:
+        """Every customer copy (of one namespace, or all), with its namespace: what a replica loads."""
+        rows = await self._db.fetch(
+            """
+            SELECT c.namespace, c.key, c.update_time,
+                   coalesce((SELECT array_agg(s.subject_key ORDER BY s.position) FROM customer_subjects s
+                             WHERE s.namespace = c.namespace AND s.customer_key = c.key), '{}') AS subject_keys
+            FROM customers c
+            WHERE $1::text IS NULL OR c.namespace = $1
+            ORDER BY c.namespace, c.key
+            """,
+            namespace,
+        )
+        return [
+            (row["namespace"], Customer(row["key"], tuple(row["subject_keys"]), row["update_time"]))
+            for row in rows
+        ]
+
     async def owners(self, namespace: str, subjects: Sequence[str], other_than: str) -> dict[str, str]:
         """Which of ``subjects`` belong to customers other than ``other_than``: subject -> customer key."""
         if not subjects:

@@ -132,6 +132,13 @@ class EntitlementStore:
         )
         return entitlement_from_row(row) if row else None
 
+    async def all_active(self) -> list[tuple[str, Entitlement]]:
+        """Every active (not deleted) entitlement with its namespace: what a replica loads."""
+        rows = await self._db.fetch(
+            f"SELECT namespace, {COLUMNS} FROM entitlements WHERE delete_time IS NULL ORDER BY namespace, id"
+        )
+        return [(row["namespace"], entitlement_from_row(row)) for row in rows]
+
     async def active_of_customer(self, namespace: str, customer_key: str) -> list[Entitlement]:
         """The customer's active entitlements, locked for update."""
         rows = await self._db.fetch(

@@ -1,0 +1,357 @@
+"""The hot path of one replica, assembled: definitions in memory, states shared in Redis and copied in
+memory, the usage consumer, the change feed, rebuilds from the truth, and Check answered from memory.
+
+See docs/entitlements.md for why each piece is there and how replicas stay correct together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from entitlements.domain import Entitlement, EntitlementType
+from entitlements.hot.consumer import UsageConsumer
+from entitlements.hot.decide import CheckResult, DenyReason, NeedsTruth, decide
+from entitlements.hot.index import DefinitionIndex, EntitlementKind, HotEntitlement
+from entitlements.hot.memory import ChangeFeed, FeedFollower, HotMemory
+from entitlements.hot.notifications import Notifier
+from entitlements.hot.redis_store import HotStore
+from entitlements.hot.state import HotState, Segment
+from entitlements.service.truth import ComputedBurnDown
+from entitlements.store import EntitlementsStore
+from meterlib.clock import Clock
+from meterlib.errors import DomainError, FailedPrecondition, NotFound, Unavailable
+from meterlib.logs import get_logger
+from meterlib.tasks import stop_task
+
+log = get_logger("entitlements.hot")
+
+_KINDS = {
+    EntitlementType.BOOLEAN: EntitlementKind.BOOLEAN,
+    EntitlementType.STATIC: EntitlementKind.STATIC,
+    EntitlementType.METERED: EntitlementKind.METERED,
+}
+
+
+class BurnDowns(Protocol):
+    """The truth (entitlements.service.Truth)."""
+
+    async def burn_down(
+        self,
+        namespace: str,
+        entitlement: str | Entitlement,
+        at: datetime,
+        *,
+        through_segment_end: bool = False,
+    ) -> ComputedBurnDown: ...
+
+
+def hot_entitlement(namespace: str, entitlement: Entitlement) -> HotEntitlement:
+    """What the hot path keeps of an entitlement."""
+    metered = entitlement.metered
+    return HotEntitlement(
+        id=entitlement.id,
+        namespace=namespace,
+        customer_key=entitlement.customer_key,
+        feature_key=entitlement.feature_key,
+        kind=_KINDS[entitlement.type],
+        active_from=entitlement.active_from,
+        active_to=entitlement.active_to,
+        static_config=entitlement.static_config or "",
+        meter_key=metered.meter_key if metered else "",
+        meter_group_filters=dict(metered.meter_group_filters) if metered else {},
+    )
+
+
+def result_of(computed: ComputedBurnDown, customer_key: str) -> CheckResult:
+    """A Check answer computed from the truth."""
+    burn = computed.burn_down
+    return CheckResult(
+        has_access=burn.has_access,
+        deny_reason=DenyReason.NONE if burn.has_access else DenyReason.LIMIT_REACHED,
+        kind=EntitlementKind.METERED,
+        balance=burn.balance,
+        usage=burn.usage,
+        overage=burn.overage,
+        usage_period=(burn.period.start, burn.period.end),
+        entitlement_id=computed.entitlement.id,
+        customer_key=customer_key,
+    )
+
+
+def segment_of(computed: ComputedBurnDown) -> Segment:
+    """The hot segment a truth computation describes (its state at the segment's start)."""
+    burn = computed.burn_down
+    start = burn.segment_snapshot
+    return Segment(
+        segment_start=burn.segment.start,
+        segment_end=burn.segment.end,
+        period_start=burn.period.start,
+        period_end=burn.period.end,
+        start_balance=start.balance,
+        start_overage=start.overage,
+        period_usage_before=start.usage,
+        soft_limit=burn.is_soft_limit,
+        granted=start.granted,
+    )
+
+
+class HotPath:
+    """Everything one replica runs for fast checks."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        store: EntitlementsStore,
+        truth: BurnDowns,
+        clock: Clock,
+        *,
+        usage_stream: str,
+        consumer_group: str,
+        threshold_percents: Sequence[Decimal],
+        fail_open: bool,
+        watch_seconds: float = 1.0,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._store = store
+        self._truth = truth
+        self._clock = clock
+        self._fail_open = fail_open
+        self.index = DefinitionIndex()
+        self.memory = HotMemory()
+        self.hot = HotStore(redis, prefix)
+        self.feed = ChangeFeed(redis, f"{prefix}entitlement-changes")
+        self.follower = FeedFollower(
+            redis, self.feed, self.hot, self.memory, on_definition=self._definition_notice
+        )
+        self.consumer = UsageConsumer(
+            redis,
+            self.hot,
+            self.index,
+            self.memory,
+            self.feed,
+            stream=prefix + usage_stream,
+            group=consumer_group,
+            consumer=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            on_missing_state=self.schedule_rebuild,
+            notifier=Notifier(redis, prefix, percents=threshold_percents),
+        )
+        self._sentinel = f"{prefix}hot-copy"
+        self._watch_seconds = watch_seconds
+        self._rebuilds: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queued: set[tuple[str, str]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- start and stop ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the definitions and the states, then run the consumer, the feed and the rebuilds."""
+        for namespace, customer in await self._store.customers.all():
+            self.index.put_customer(namespace, customer.key, customer.subject_keys)
+        for namespace, entitlement in await self._store.entitlements.all_active():
+            self.index.put_entitlement(hot_entitlement(namespace, entitlement))
+        metered: dict[str, list[str]] = {}
+        for known in self.index.metered():
+            metered.setdefault(known.namespace, []).append(known.id)
+        await self.follower.load(metered)
+        for known in self.index.metered():
+            if known.id not in self.memory.states:
+                self.schedule_rebuild(known.namespace, known.id)
+        await self._redis.set(self._sentinel, "1", nx=True)
+        self.consumer.start()
+        self.follower.start()
+        self._tasks.append(asyncio.create_task(self._rebuild_loop(), name="hot-rebuilds"))
+        self._tasks.append(asyncio.create_task(self._watch_for_flush(), name="hot-flush-watch"))
+
+    async def stop(self) -> None:
+        """Stop the background work."""
+        await self.consumer.stop()
+        await self.follower.stop()
+        for task in self._tasks:
+            await stop_task(task)
+
+    # --- checks ------------------------------------------------------------------------------------
+
+    async def check(
+        self,
+        namespace: str,
+        *,
+        customer_key: str = "",
+        subject_key: str = "",
+        feature_key: str,
+        at: datetime | None,
+    ) -> CheckResult:
+        """Check access; from memory when it can, from the truth otherwise."""
+        now = self._clock.now()
+        when = at or now
+        decision = decide(
+            self.index,
+            self.memory,
+            namespace,
+            customer_key=customer_key,
+            subject_key=subject_key,
+            feature_key=feature_key,
+            at=when,
+        )
+        if isinstance(decision, CheckResult):
+            return decision
+        return await self._from_truth(namespace, decision, when, rebuild=at is None)
+
+    async def _from_truth(
+        self, namespace: str, needed: NeedsTruth, when: datetime, *, rebuild: bool
+    ) -> CheckResult:
+        if rebuild:
+            self.schedule_rebuild(namespace, needed.entitlement_id)
+        try:
+            computed = await self._truth.burn_down(namespace, needed.entitlement_id, when)
+        except Unavailable:
+            if not self._fail_open:
+                raise
+            log.warning("check.failed_open", entitlement_id=needed.entitlement_id)
+            return CheckResult(
+                True,
+                kind=EntitlementKind.METERED,
+                entitlement_id=needed.entitlement_id,
+                customer_key=needed.customer_key,
+            )
+        return result_of(computed, needed.customer_key)
+
+    # --- rebuilds ----------------------------------------------------------------------------------
+
+    def schedule_rebuild(self, namespace: str, entitlement_id: str) -> None:
+        """Rebuild an entitlement's state from the truth soon (once, however often asked)."""
+        key = (namespace, entitlement_id)
+        if key not in self._queued:
+            self._queued.add(key)
+            self._rebuilds.put_nowait(key)
+
+    async def rebuild(self, namespace: str, entitlement_id: str) -> HotState | None:
+        """Compute the state from the truth and install it, one replica at a time per entitlement; the
+        state installed, or None when this replica did not install one (the entitlement is not metered
+        here, another replica holds the turn, or the definition changed meanwhile: then it is asked
+        again shortly)."""
+        entitlement = self.index.by_id(entitlement_id)
+        if entitlement is None or entitlement.kind is not EntitlementKind.METERED:
+            return None
+        lock = f"{self._prefix}rebuilding:{{{namespace}}}:{entitlement_id}"
+        holder = uuid.uuid4().hex
+        if not await self._redis.set(lock, holder, nx=True, ex=60):
+            self._retry_later(namespace, entitlement_id)  # whoever holds it may have begun before a change
+            return None
+        try:
+            generation, token = await self.hot.begin_rebuild(namespace, entitlement_id)
+            computed = await self._truth.burn_down(
+                namespace, entitlement_id, self._clock.now(), through_segment_end=True
+            )
+            state = await self.hot.install(
+                namespace,
+                entitlement_id,
+                generation,
+                segment_of(computed),
+                computed.segment_usage,
+                computed.snapshot,
+                token,
+            )
+            if state is None:  # a definition changed since begin_rebuild: that change's rebuild follows
+                self._retry_later(namespace, entitlement_id)
+                return None
+            self.memory.put(entitlement_id, state)
+            await self.feed.state_replaced(namespace, entitlement_id)
+            return state
+        finally:
+            if await self._redis.get(lock) == holder.encode():
+                await self._redis.delete(lock)
+
+    def _retry_later(self, namespace: str, entitlement_id: str, delay: float = 0.1) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, self.schedule_rebuild, namespace, entitlement_id)
+
+    async def _watch_for_flush(self) -> None:
+        """Redis flushed or replaced (the sentinel written at start is gone): every state is rebuilt
+        from the truth, without an operator. Checks meanwhile answer from the truth."""
+        while True:
+            await asyncio.sleep(self._watch_seconds)
+            try:
+                if await self._redis.set(self._sentinel, "1", nx=True):
+                    log.warning("hot.redis_lost", entitlements=len(self.index.metered()))
+                    for entitlement in self.index.metered():
+                        if (state := self.memory.states.get(entitlement.id)) is not None:
+                            self.memory.put(entitlement.id, replace(state, rebuilding=True))
+                        self.schedule_rebuild(entitlement.namespace, entitlement.id)
+            except (RedisError, OSError) as exc:
+                log.warning("hot.redis_unreachable", error=str(exc))
+
+    async def _rebuild_loop(self) -> None:
+        while True:
+            namespace, entitlement_id = await self._rebuilds.get()
+            self._queued.discard((namespace, entitlement_id))
+            try:
+                await self.rebuild(namespace, entitlement_id)
+            except (FailedPrecondition, NotFound) as exc:  # no state can be made: checks use the truth
+                log.warning("hot.rebuild_impossible", entitlement_id=entitlement_id, error=str(exc))
+            except (DomainError, RedisError, OSError) as exc:
+                log.warning("hot.rebuild_failed", entitlement_id=entitlement_id, error=str(exc))
+                self._retry_later(namespace, entitlement_id, delay=1.0)
+
+    # --- definition changes (entitlements.service.changes.DefinitionChanges) ------------------------
+
+    async def customer_changed(self, namespace: str, customer_key: str) -> None:
+        """Reload the customer here and tell the other replicas. Never fails the committed change: a
+        replica that misses the notice (Redis down) reloads everything when it restarts."""
+        await self._reload_customer(namespace, customer_key)
+        try:
+            await self.feed.definition_changed(namespace, "customer", customer_key)
+        except (RedisError, OSError) as exc:
+            log.warning("hot.definition_notice_failed", customer_key=customer_key, error=str(exc))
+
+    async def entitlement_changed(self, namespace: str, entitlement_id: str) -> None:
+        """Reload the entitlement here, tell the other replicas, and rebuild its state: until the new
+        state is installed, every replica answers its checks from the truth (the state is marked as
+        being rebuilt), so a new grant or a reset counts from the moment it is committed."""
+        await self._reload_entitlement(namespace, entitlement_id)
+        found = self.index.by_id(entitlement_id)
+        try:
+            metered = found is not None and found.kind is EntitlementKind.METERED
+            generation = 0
+            if metered:
+                generation, _ = await self.hot.begin_rebuild(namespace, entitlement_id)  # voids earlier ones
+                self.memory.outdate(entitlement_id, generation)
+            await self.feed.definition_changed(namespace, "entitlement", entitlement_id, generation)
+            if metered:
+                self.schedule_rebuild(namespace, entitlement_id)
+        except (RedisError, OSError) as exc:
+            log.warning("hot.definition_notice_failed", entitlement_id=entitlement_id, error=str(exc))
+
+    async def _definition_notice(self, namespace: str, kind: str, key: str, generation: int) -> None:
+        if kind == "customer":
+            await self._reload_customer(namespace, key)
+        else:
+            self.memory.outdate(key, generation)
+            await self._reload_entitlement(namespace, key)
+
+    async def _reload_customer(self, namespace: str, customer_key: str) -> None:
+        customer = await self._store.customers.get(namespace, customer_key)
+        if customer is None:
+            self.index.remove_customer(namespace, customer_key)
+        else:
+            self.index.put_customer(namespace, customer.key, customer.subject_keys)
+
+    async def _reload_entitlement(self, namespace: str, entitlement_id: str) -> None:
+        entitlement = await self._store.entitlements.get(namespace, entitlement_id)
+        if entitlement is None or entitlement.delete_time is not None:
+            self.index.remove_entitlement(entitlement_id)
+            self.memory.put(entitlement_id, None)
+        else:
+            self.index.put_entitlement(hot_entitlement(namespace, entitlement))
