@@ -1,16 +1,12 @@
 """The EntitlementsService servicer: decode, call one service method, encode. No rules here.
 
-Check, CheckBatch and CheckAndConsume (the hot path) are not served by this module yet: they answer
-UNIMPLEMENTED.
-"""
+Check, CheckBatch and CheckAndConsume go to the hot path (entitlements.hot.path)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any, NoReturn
-
-import grpc
+from typing import Any
 
 from entitlements import convert
 from entitlements.domain import Entitlement, Grant
@@ -235,12 +231,6 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
 
     # --- the hot path (not served here yet) ----------------------------------------------------------
 
-    async def _unimplemented(self, context: Any, method: str) -> NoReturn:
-        # The generated base class would raise NotImplementedError, which the interceptor reports as
-        # INTERNAL; UNIMPLEMENTED tells a client the truth.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served yet")
-        raise AssertionError("unreachable: abort raises")
-
     async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
         problems = convert.check_violations(request)
         if problems:
@@ -284,4 +274,16 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
     async def CheckAndConsume(
         self, request: pb.CheckAndConsumeRequest, context: Any
     ) -> pb.CheckAndConsumeResponse:
-        await self._unimplemented(context, "CheckAndConsume")
+        consumption = convert.from_proto_consume(request)
+        outcome = await self._checks.consume(
+            namespace(),
+            customer_key=consumption.customer_key,
+            subject_key=consumption.subject_key,
+            feature_key=consumption.feature_key,
+            amount=consumption.amount,
+            idempotency_key=consumption.idempotency_key,
+            at=consumption.at,
+        )
+        return pb.CheckAndConsumeResponse(
+            consumed=outcome.consumed, check=convert.to_proto_check(outcome.check), replayed=outcome.replayed
+        )

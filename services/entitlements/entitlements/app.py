@@ -11,6 +11,7 @@ from entitlements.api import EntitlementsApi
 from entitlements.config import Settings
 from entitlements.features import CatalogFeatureDirectory, FeatureDirectory
 from entitlements.hot.path import HotPath
+from entitlements.metering import ConsumptionMeter, IngestConsumptionMeter
 from entitlements.service import (
     CustomerService,
     DefinitionChanges,
@@ -36,6 +37,7 @@ async def build(
     features: FeatureDirectory | None = None,
     usage: UsageReader | None = None,
     changes: DefinitionChanges | None = None,
+    meter: ConsumptionMeter | None = None,
 ) -> ServiceApp:
     """Build the service; resources passed in (tests share theirs) are not closed by it."""
     app = ServiceApp(name="entitlements")
@@ -64,6 +66,14 @@ async def build(
         )
         app.on_stop.append(ingest.close)
         usage = ingest
+    if meter is None:
+        metering = IngestConsumptionMeter(
+            settings.ingest_address,
+            deadline_seconds=settings.ingest_deadline_seconds,
+            attempts=settings.ingest_attempts,
+        )
+        app.on_stop.append(metering.close)
+        meter = metering
     store = EntitlementsStore(pool)
     truth = Truth(store, usage, concurrency=settings.ingest_concurrency)
     hot = HotPath(
@@ -76,6 +86,7 @@ async def build(
         consumer_group=settings.consumer_group,
         threshold_percents=settings.percents(),
         fail_open=settings.fail_open,
+        meter=meter,
     )
     changes = changes or hot
     api = EntitlementsApi(

@@ -426,3 +426,48 @@ def to_proto_check(result: CheckResult) -> pb.CheckResponse:
     if result.usage_period is not None:
         response.usage_period.CopyFrom(to_proto_range(Period(*result.usage_period)))
     return response
+
+
+@dataclass(frozen=True)
+class ConsumeInput:
+    """A CheckAndConsume, decoded and validated."""
+
+    customer_key: str
+    subject_key: str
+    feature_key: str
+    amount: Decimal
+    idempotency_key: str
+    at: datetime | None
+
+
+def from_proto_consume(request: pb.CheckAndConsumeRequest) -> ConsumeInput:
+    """The consumption a request asks for; InvalidArgument naming every bad field."""
+    problems = []
+    which = request.WhichOneof("customer")
+    if which is None or not getattr(request, which):
+        problems.append(FieldViolation("customer_key", "a customer_key or a subject_key is required"))
+    if not request.feature_key:
+        problems.append(FieldViolation("feature_key", "is required"))
+    if not 1 <= len(request.idempotency_key) <= 256:
+        problems.append(FieldViolation("idempotency_key", "1 to 256 characters are required"))
+    amount = Decimal(0)
+    if not request.HasField("amount") or not request.amount.value:
+        problems.append(FieldViolation("amount", "is required"))
+    else:
+        try:
+            amount = parse_decimal(request.amount.value, "amount")
+        except InvalidArgument as exc:
+            problems.extend(exc.violations)
+        else:
+            if amount <= 0:
+                problems.append(FieldViolation("amount", "must be greater than 0"))
+    if problems:
+        raise InvalidArgument.fields(problems)
+    return ConsumeInput(
+        customer_key=request.customer_key if which == "customer_key" else "",
+        subject_key=request.subject_key if which == "subject_key" else "",
+        feature_key=request.feature_key,
+        amount=amount,
+        idempotency_key=request.idempotency_key,
+        at=optional_time(request, "at"),
+    )

@@ -2,7 +2,8 @@
 
 Each call carries a deadline and the caller's namespace (``x-metering-namespace``) and request id. It is
 retried only when the other service could not answer (UNAVAILABLE, DEADLINE_EXCEEDED), with exponential
-backoff and jitter, and only because every call made through here is a read. When every attempt fails
+backoff and jitter, which is safe because every call made through here is a read or idempotent (an
+event sent to Ingest is kept once by its source and id). When every attempt fails
 the caller gets ``Unavailable`` with reason ERROR_REASON_DEPENDENCY_UNAVAILABLE, which clients retry.
 """
 

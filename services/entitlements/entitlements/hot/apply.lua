@@ -1,7 +1,7 @@
 -- Apply one usage-stream message to the hot states of the entitlements it concerns, atomically.
 --
 -- KEYS[1]             the namespace's applied-messages sorted set
--- KEYS[3i-1 .. 3i+1]  entitlement i: its state hash, its pending list, its consumed set (generation
+-- KEYS[3i-1 .. 3i+1]  entitlement i: its state hash, its pending list, its consumptions hash (generation
 --                     the caller assumed)
 -- ARGV[1] message id, ARGV[2] its score (ms), ARGV[3] tx, ARGV[4] n, ARGV[4+i] entitlement i as JSON:
 --   {gen, inc, late, cons: [[event_key, value]...], raw: [[time, value, event_key]...]}
@@ -42,7 +42,7 @@ for i = 1, n do
     else
       local add = dec_add(entry.inc, entry.late)
       for _, c in ipairs(entry.cons) do
-        if redis.call('SISMEMBER', KEYS[3 * i + 1], c[1]) == 0 then
+        if redis.call('HEXISTS', KEYS[3 * i + 1], c[1]) == 0 then
           add = dec_add(add, c[2])
         end
       end

@@ -1,7 +1,8 @@
 -- CheckAndConsume, atomically: replay a decision already made for the idempotency key, or decide,
 -- apply and record.
 --
--- KEYS[1] state hash, KEYS[2] consumed set (of the assumed generation), KEYS[3] decision key
+-- KEYS[1] state hash, KEYS[2] consumptions hash (of the assumed generation: event key -> "pending" until
+-- ingest has stored its event, then "metered"), KEYS[3] decision key
 -- ARGV[1] assumed generation, ARGV[2] amount, ARGV[3] fingerprint (what the key was used for),
 -- ARGV[4] the consumption's event key, ARGV[5] decision TTL in seconds
 -- Returns {"replay", decision JSON}, {"not_ready"}, {"stale", gen} or {"decided", decision JSON}
@@ -24,7 +25,7 @@ local usage = state[3]
 if consumed then
   usage = after
   redis.call('HSET', KEYS[1], 'u', usage)
-  redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('HSET', KEYS[2], ARGV[4], 'pending')
 end
 local decision = cjson.encode({consumed = consumed, u = usage, fingerprint = ARGV[3]})
 redis.call('SET', KEYS[3], decision, 'EX', tonumber(ARGV[5]))

@@ -1,6 +1,6 @@
 -- Install a state computed from the truth, replaying what arrived while it was computed.
 --
--- KEYS[1] state hash, KEYS[2] pending list, KEYS[3] consumed set of the state being replaced
+-- KEYS[1] state hash, KEYS[2] pending list, KEYS[3] consumptions hash of the state being replaced
 -- ARGV[1] the generation the caller started from ("0": none), ARGV[3] the token of its begin_rebuild,
 -- ARGV[2] the new state as JSON:
 --   {seg_start, seg_end, period_start, period_end, b0, ov0, pu0, u, soft, granted, snap} (times in fixed-width

@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -20,18 +20,20 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from entitlements.domain import Entitlement, EntitlementType
-from entitlements.hot.consumer import UsageConsumer
-from entitlements.hot.decide import CheckResult, DenyReason, NeedsTruth, decide
+from entitlements.hot.consumer import CONSUMPTION_SOURCE, UsageConsumer
+from entitlements.hot.decide import CheckResult, DenyReason, NeedsTruth, decide, metered_result
 from entitlements.hot.index import DefinitionIndex, EntitlementKind, HotEntitlement
 from entitlements.hot.memory import ChangeFeed, FeedFollower, HotMemory
 from entitlements.hot.notifications import Notifier
-from entitlements.hot.redis_store import HotStore
+from entitlements.hot.redis_store import Decision, HotStore
 from entitlements.hot.state import HotState, Segment
+from entitlements.metering import ConsumptionMeter
 from entitlements.service.truth import ComputedBurnDown
 from entitlements.store import EntitlementsStore
 from meterlib.clock import Clock
-from meterlib.errors import DomainError, FailedPrecondition, NotFound, Unavailable
+from meterlib.errors import AlreadyExists, DomainError, FailedPrecondition, NotFound, Unavailable
 from meterlib.logs import get_logger
+from meterlib.money import format_decimal
 from meterlib.tasks import stop_task
 
 log = get_logger("entitlements.hot")
@@ -106,6 +108,19 @@ def segment_of(computed: ComputedBurnDown) -> Segment:
     )
 
 
+_DECISION_TTL_SECONDS = 7 * 86400
+"""How long a consumption's decision is replayed for its idempotency key."""
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """What CheckAndConsume answers."""
+
+    consumed: bool
+    check: CheckResult
+    replayed: bool
+
+
 class HotPath:
     """Everything one replica runs for fast checks."""
 
@@ -121,8 +136,12 @@ class HotPath:
         consumer_group: str,
         threshold_percents: Sequence[Decimal],
         fail_open: bool,
+        meter: ConsumptionMeter,
         watch_seconds: float = 1.0,
+        metering_wait_seconds: float = 15.0,
     ) -> None:
+        self._meter = meter
+        self._metering_wait = metering_wait_seconds
         self._redis = redis
         self._prefix = prefix
         self._store = store
@@ -228,6 +247,128 @@ class HotPath:
             )
         return result_of(computed, needed.customer_key)
 
+    # --- consumption ------------------------------------------------------------------------------
+
+    async def consume(
+        self,
+        namespace: str,
+        *,
+        customer_key: str = "",
+        subject_key: str = "",
+        feature_key: str,
+        amount: Decimal,
+        idempotency_key: str,
+        at: datetime | None,
+    ) -> Consumption:
+        """CheckAndConsume: decide and record atomically in Redis, then meter it through ingest.
+
+        A retry with the same key replays the first decision (and sends the metering event again,
+        which ingest keeps once). When ingest cannot store the event the call fails UNAVAILABLE and the
+        consumption stays recorded, so the client's retry completes it; it never counts twice.
+        """
+        now = self._clock.now()
+        when = at or now
+        customer = self.index.customer(namespace, customer_key=customer_key, subject_key=subject_key)
+        if customer is None:
+            return Consumption(False, CheckResult(False, DenyReason.CUSTOMER_UNKNOWN), replayed=False)
+        entitlement = self.index.entitlement(namespace, customer, feature_key)
+        if entitlement is None:
+            return Consumption(
+                False, CheckResult(False, DenyReason.NO_ENTITLEMENT, customer_key=customer), False
+            )
+        if entitlement.kind is not EntitlementKind.METERED:
+            raise FailedPrecondition(
+                f"feature {feature_key!r} of customer {customer!r} is not metered: nothing to consume",
+                reason="ERROR_REASON_INVALID_STATE_TRANSITION",
+            )
+        if not entitlement.active_at(when):
+            denied = CheckResult(
+                False,
+                DenyReason.NOT_ACTIVE,
+                entitlement.kind,
+                entitlement_id=entitlement.id,
+                customer_key=customer,
+            )
+            return Consumption(False, denied, False)
+        subjects = self.index.subject_keys(namespace, customer)
+        if not subjects:
+            raise FailedPrecondition(
+                f"customer {customer!r} has no subject keys: a consumption could not be metered",
+                reason="ERROR_REASON_INVALID_STATE_TRANSITION",
+            )
+        fingerprint = f"{customer}\x1f{feature_key}\x1f{format_decimal(amount)}"
+        event_key = f"{len(CONSUMPTION_SOURCE)}:{CONSUMPTION_SOURCE}{idempotency_key}"
+        decision, state = await self._decide_consumption(
+            namespace, entitlement.id, amount, idempotency_key, fingerprint, event_key, when
+        )
+        if decision.fingerprint != fingerprint:
+            raise AlreadyExists(
+                f"idempotency key {idempotency_key!r} was used for another consumption",
+                reason="ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
+            )
+        if decision.consumed:
+            await self._meter.record(
+                namespace,
+                meter_key=entitlement.meter_key,
+                idempotency_key=idempotency_key,
+                subject=subjects[0],
+                amount=amount,
+                group_filters=dict(entitlement.meter_group_filters),
+                at=when,
+            )
+            await self.hot.consumption_metered(namespace, entitlement.id, state.generation, event_key)
+        if not decision.replayed and decision.consumed:
+            self.memory.set_usage(entitlement.id, state.generation, decision.usage)
+            await self.feed.usage_changed(namespace, [(entitlement.id, state.generation, decision.usage)])
+        current = self.memory.states.get(entitlement.id, state)
+        if not decision.replayed and current.generation == state.generation:
+            current = replace(current, usage=decision.usage)
+        result = metered_result(current, entitlement.id, customer)
+        if not decision.consumed:
+            reason = DenyReason.LIMIT_REACHED if current.balance == 0 else DenyReason.INSUFFICIENT_BALANCE
+            result = replace(result, deny_reason=reason, has_access=current.has_access)
+        return Consumption(decision.consumed, result, decision.replayed)
+
+    async def _decide_consumption(
+        self,
+        namespace: str,
+        entitlement_id: str,
+        amount: Decimal,
+        idempotency_key: str,
+        fingerprint: str,
+        event_key: str,
+        when: datetime,
+    ) -> tuple[Decision, HotState]:
+        deadline = asyncio.get_running_loop().time() + self._metering_wait + 5
+        while asyncio.get_running_loop().time() < deadline:
+            state = self.memory.get(entitlement_id)
+            if state is None or not state.covers(when):
+                state = (await self.hot.read(namespace, [entitlement_id]))[entitlement_id]
+                if state is None or state.rebuilding or not state.covers(when):
+                    state = await self.rebuild(namespace, entitlement_id)
+                    if state is None:  # another replica is rebuilding it
+                        await asyncio.sleep(0.02)
+                        continue
+                self.memory.put(entitlement_id, state)
+            decision = await self.hot.consume(
+                namespace,
+                entitlement_id,
+                state.generation,
+                amount,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                event_key=event_key,
+                ttl_seconds=_DECISION_TTL_SECONDS,
+            )
+            if isinstance(decision, Decision):
+                return decision, state
+            self.memory.put(entitlement_id, None)  # stale or being rebuilt: read again
+            await asyncio.sleep(0.01)
+        raise Unavailable(
+            "the entitlement's balance is being rebuilt; retry the consumption",
+            reason="ERROR_REASON_DEPENDENCY_UNAVAILABLE",
+        )
+
     # --- rebuilds ----------------------------------------------------------------------------------
 
     def schedule_rebuild(self, namespace: str, entitlement_id: str) -> None:
@@ -252,6 +393,7 @@ class HotPath:
             return None
         try:
             generation, token = await self.hot.begin_rebuild(namespace, entitlement_id)
+            await self._wait_for_metering(namespace, entitlement_id, generation)
             computed = await self._truth.burn_down(
                 namespace, entitlement_id, self._clock.now(), through_segment_end=True
             )
@@ -273,6 +415,18 @@ class HotPath:
         finally:
             if await self._redis.get(lock) == holder.encode():
                 await self._redis.delete(lock)
+
+    async def _wait_for_metering(self, namespace: str, entitlement_id: str, generation: int) -> None:
+        """Before reading the truth, let consumptions already decided reach ingest: a consumption is
+        recorded in the state at once and metered just after, so a truth read between the two would
+        drop it and let later consumers overshoot a hard limit. New consumptions wait for the new state
+        meanwhile. One that cannot be metered (ingest down) was never acknowledged and is dropped."""
+        deadline = asyncio.get_running_loop().time() + self._metering_wait
+        while await self.hot.unmetered_consumptions(namespace, entitlement_id, generation):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("hot.unmetered_consumptions_dropped", entitlement_id=entitlement_id)
+                return
+            await asyncio.sleep(0.02)
 
     def _retry_later(self, namespace: str, entitlement_id: str, delay: float = 0.1) -> None:
         loop = asyncio.get_running_loop()

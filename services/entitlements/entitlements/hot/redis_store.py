@@ -128,6 +128,7 @@ class HotStore:
         self._consume = redis.register_script(script("consume"))
         self._unconsume = redis.register_script(script("unconsume"))
         self._begin_rebuild = redis.register_script(script("begin_rebuild"))
+        self._metered = redis.register_script(script("metered"))
 
     async def read(self, namespace: str, entitlement_ids: list[str]) -> dict[str, HotState | None]:
         """The states of these entitlements (None where there is none), in one round trip."""
@@ -230,6 +231,19 @@ class HotStore:
             fingerprint=decision["fingerprint"],
             replayed=kind == "replay",
         )
+
+    async def consumption_metered(
+        self, namespace: str, entitlement_id: str, generation: int, event_key: str
+    ) -> None:
+        """Note that a consumption's event is stored in ingest (so a rebuild's truth counts it)."""
+        await self._metered(
+            keys=[self.keys.consumed(namespace, entitlement_id, generation)], args=[event_key]
+        )
+
+    async def unmetered_consumptions(self, namespace: str, entitlement_id: str, generation: int) -> int:
+        """How many consumptions of a generation still wait for their event to be stored."""
+        values = await self._redis.hvals(self.keys.consumed(namespace, entitlement_id, generation))
+        return sum(1 for v in values if _text(v) == "pending")
 
     async def unconsume(
         self,

@@ -6,7 +6,7 @@
 -- usage was taken back, 0 otherwise.
 
 redis.call('DEL', KEYS[3])
-if redis.call('HGET', KEYS[1], 'gen') == ARGV[1] and redis.call('SREM', KEYS[2], ARGV[3]) == 1 then
+if redis.call('HGET', KEYS[1], 'gen') == ARGV[1] and redis.call('HDEL', KEYS[2], ARGV[3]) == 1 then
   redis.call('HSET', KEYS[1], 'u', dec_sub(redis.call('HGET', KEYS[1], 'u'), ARGV[2]))
   return 1
 end
