@@ -9,7 +9,9 @@ from redis.asyncio import Redis
 from entitlements import SCHEMA
 from entitlements.api import EntitlementsApi
 from entitlements.config import Settings
+from entitlements.envoy_api import AuthorizationApi
 from entitlements.features import CatalogFeatureDirectory, FeatureDirectory
+from entitlements.gateway import parse_routes
 from entitlements.hot.path import HotPath
 from entitlements.metering import ConsumptionMeter, IngestConsumptionMeter
 from entitlements.service import (
@@ -22,6 +24,7 @@ from entitlements.service import (
 )
 from entitlements.store import EntitlementsStore
 from entitlements.usage import IngestUsageReader, UsageReader
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from metering.entitlements.v1 import entitlements_pb2, entitlements_pb2_grpc
 from meterlib.clock import Clock, SystemClock
 from meterlib.resources import open_pool, open_redis
@@ -99,6 +102,11 @@ async def build(
     app.add_servicer(
         lambda server: entitlements_pb2_grpc.add_EntitlementsServiceServicer_to_server(api, server),
         entitlements_pb2.DESCRIPTOR.services_by_name["EntitlementsService"].full_name,
+    )
+    authorization = AuthorizationApi(parse_routes(settings.gateway_routes), hot)
+    app.add_servicer(
+        lambda server: external_auth_pb2_grpc.add_AuthorizationServicer_to_server(authorization, server),
+        external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name,
     )
     await hot.start()
     app.on_stop.append(hot.stop)  # runs before the pool and Redis close (hooks run last first)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
+from entitlements.gateway import parse_routes
 from meterlib.config import RedisSettingsMixin, setting
 
 
@@ -74,6 +75,12 @@ class Settings(RedisSettingsMixin):
         "Whether checks allow access while a metered entitlement's state is being rebuilt and its truth is unreachable.",
     )
 
+    gateway_routes: str = setting(
+        "GATEWAY_ROUTES",
+        "",
+        "Envoy ext_authz route rules, a JSON list (see entitlements/gateway.py); empty: every request is allowed.",
+    )
+
     def percents(self) -> list[Decimal]:
         """THRESHOLD_PERCENTS as numbers."""
         return [Decimal(p.strip()) for p in self.threshold_percents.split(",") if p.strip()]
@@ -86,6 +93,10 @@ class Settings(RedisSettingsMixin):
                 problems.append(f"{self.env_name('THRESHOLD_PERCENTS')}: percentages must be positive")
         except InvalidOperation:
             problems.append(f"{self.env_name('THRESHOLD_PERCENTS')}: comma-separated numbers, e.g. 50,80,100")
+        try:
+            parse_routes(self.gateway_routes)
+        except ValueError as exc:
+            problems.append(f"{self.env_name('GATEWAY_ROUTES')}: {exc}")
         for name, text in (("USAGE_STREAM", self.usage_stream), ("CONSUMER_GROUP", self.consumer_group)):
             if not text:
                 problems.append(f"{self.env_name(name)}: must not be empty")

@@ -79,7 +79,7 @@ async def serve_entitlements(
     a port where nothing listens makes that dependency unreachable."""
     started: list[ServiceRunner] = []
 
-    async def serve(catalog_port: int, ingest_port: int) -> ServiceRunner:
+    async def serve(catalog_port: int, ingest_port: int, **extra: str) -> ServiceRunner:
         settings = Settings.from_env(
             {
                 "METERING_DATABASE_URL": database_url,
@@ -92,6 +92,7 @@ async def serve_entitlements(
                 "METERING_ENTITLEMENTS_INGEST_ADDRESS": f"127.0.0.1:{ingest_port}",
                 "METERING_ENTITLEMENTS_INGEST_DEADLINE_SECONDS": "5",
                 "METERING_ENTITLEMENTS_INGEST_ATTEMPTS": "2",
+                **{f"METERING_ENTITLEMENTS_{name.upper()}": value for name, value in extra.items()},
             }
         )
         runner = ServiceRunner(await build(settings, clock=clock), settings)
