@@ -196,3 +196,26 @@ async def test_namespaces_are_isolated(ent: object, ingest: object, metered: str
         pb.CheckRequest(customer_key="acme", feature_key="gpt4_tokens"), metadata=other
     )  # type: ignore[attr-defined]
     assert response.deny_reason == pb.DENY_REASON_CUSTOMER_UNKNOWN
+
+
+async def test_a_new_usage_period_is_rebuilt_and_its_reset_announced(
+    ent: object, ingest: object, metered: str, clock: FixedClock, redis_url: str, redis_prefix: str
+) -> None:
+    await use(ingest, 60, at=JUNE_10)  # type: ignore[arg-type]
+    await _eventually(lambda: _usage_is(ent, "60"))
+    clock.set(datetime(2024, 7, 1, 0, 0, 1, tzinfo=UTC))  # July: a new usage period, usage starts over
+    await _eventually(lambda: _usage_is(ent, "0"))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+
+        async def announced() -> bool:
+            entries = await client.xrange(f"{redis_prefix}entitlement-events")
+            return any(b'"entitlement.reset"' in fields[b"event"] for _, fields in entries)
+
+        await _eventually(announced)
+    finally:
+        await client.aclose()
+
+
+async def _usage_is(ent: object, value: str) -> bool:
+    return (await _check(ent, customer_key="acme", feature_key="gpt4_tokens")).usage.value == value

@@ -152,6 +152,7 @@ class HotPath:
         self.memory = HotMemory()
         self.hot = HotStore(redis, prefix)
         self.feed = ChangeFeed(redis, f"{prefix}entitlement-changes")
+        self.notifier = Notifier(redis, prefix, percents=threshold_percents)
         self.follower = FeedFollower(
             redis, self.feed, self.hot, self.memory, on_definition=self._definition_notice
         )
@@ -165,7 +166,7 @@ class HotPath:
             group=consumer_group,
             consumer=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
             on_missing_state=self.schedule_rebuild,
-            notifier=Notifier(redis, prefix, percents=threshold_percents),
+            notifier=self.notifier,
         )
         self._sentinel = f"{prefix}hot-copy"
         self._watch_seconds = watch_seconds
@@ -192,7 +193,7 @@ class HotPath:
         self.consumer.start()
         self.follower.start()
         self._tasks.append(asyncio.create_task(self._rebuild_loop(), name="hot-rebuilds"))
-        self._tasks.append(asyncio.create_task(self._watch_for_flush(), name="hot-flush-watch"))
+        self._tasks.append(asyncio.create_task(self._watch(), name="hot-watch"))
 
     async def stop(self) -> None:
         """Stop the background work."""
@@ -409,7 +410,10 @@ class HotPath:
             if state is None:  # a definition changed since begin_rebuild: that change's rebuild follows
                 self._retry_later(namespace, entitlement_id)
                 return None
+            previous = self.memory.states.get(entitlement_id)
             self.memory.put(entitlement_id, state)
+            if previous is not None and previous.segment.period_start != state.segment.period_start:
+                await self.notifier.reset(entitlement, state.segment.period_start, self._clock.now())
             await self.feed.state_replaced(namespace, entitlement_id)
             return state
         finally:
@@ -432,11 +436,20 @@ class HotPath:
         loop = asyncio.get_running_loop()
         loop.call_later(delay, self.schedule_rebuild, namespace, entitlement_id)
 
-    async def _watch_for_flush(self) -> None:
-        """Redis flushed or replaced (the sentinel written at start is gone): every state is rebuilt
-        from the truth, without an operator. Checks meanwhile answer from the truth."""
+    async def _watch(self) -> None:
+        """Every ``watch_seconds``: rebuild states whose segment has ended; and when Redis was flushed
+        or replaced (the sentinel written at start is gone), rebuild every state from the truth, without
+        an operator. Checks meanwhile answer from the truth."""
         while True:
             await asyncio.sleep(self._watch_seconds)
+            now = self._clock.now()
+            for entitlement_id, held in list(self.memory.states.items()):
+                # A segment that has ended (a new usage period, a grant expiring): rebuild it now, so
+                # checks stay in memory and the period's reset is announced without waiting for usage.
+                end = held.segment.segment_end
+                known = self.index.by_id(entitlement_id)
+                if end is not None and end <= now and known is not None and not held.rebuilding:
+                    self.schedule_rebuild(known.namespace, entitlement_id)
             try:
                 if await self._redis.set(self._sentinel, "1", nx=True):
                     log.warning("hot.redis_lost", entitlements=len(self.index.metered()))
