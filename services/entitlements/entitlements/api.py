@@ -4,13 +4,12 @@ Check, CheckBatch and CheckAndConsume go to the hot path (entitlements.hot.path)
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
 from entitlements import convert
 from entitlements.domain import Entitlement, Grant
-from entitlements.hot.path import HotPath
+from entitlements.hot.path import CheckQuery, HotPath
 from entitlements.service import (
     CustomerService,
     EntitlementService,
@@ -255,19 +254,9 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
             problems.insert(0, FieldViolation("requests", f"between 1 and {MAX_BATCH_CHECKS} checks"))
         if problems:
             raise InvalidArgument.fields(problems)
-        ns = namespace()
         checks = [convert.from_proto_check(item) for item in request.requests]
-        results = await asyncio.gather(
-            *(
-                self._checks.check(
-                    ns,
-                    customer_key=c.customer_key,
-                    subject_key=c.subject_key,
-                    feature_key=c.feature_key,
-                    at=c.at,
-                )
-                for c in checks
-            )
+        results = await self._checks.check_many(
+            namespace(), [CheckQuery(c.customer_key, c.subject_key, c.feature_key, c.at) for c in checks]
         )
         return pb.CheckBatchResponse(responses=[convert.to_proto_check(r) for r in results])
 

@@ -203,10 +203,18 @@ async def test_a_new_usage_period_is_rebuilt_and_its_reset_announced(
 ) -> None:
     await use(ingest, 60, at=JUNE_10)  # type: ignore[arg-type]
     await _eventually(lambda: _usage_is(ent, "60"))
-    clock.set(datetime(2024, 7, 1, 0, 0, 1, tzinfo=UTC))  # July: a new usage period, usage starts over
-    await _eventually(lambda: _usage_is(ent, "0"))
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
+
+        async def june_state_installed() -> bool:
+            fields = await client.hgetall(f"{redis_prefix}ent:{{default}}:{metered}")
+            return fields.get(b"rebuilding") == b"0" and fields.get(b"period_start", b"").startswith(
+                b"2024-06-01"
+            )
+
+        await _eventually(june_state_installed)
+        clock.set(datetime(2024, 7, 1, 0, 0, 1, tzinfo=UTC))  # July: a new usage period, usage starts over
+        await _eventually(lambda: _usage_is(ent, "0"))
 
         async def announced() -> bool:
             entries = await client.xrange(f"{redis_prefix}entitlement-events")

@@ -10,7 +10,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -108,8 +108,19 @@ def segment_of(computed: ComputedBurnDown) -> Segment:
     )
 
 
+_REBUILD_WORKERS = 8
 _DECISION_TTL_SECONDS = 7 * 86400
 """How long a consumption's decision is replayed for its idempotency key."""
+
+
+@dataclass(frozen=True)
+class CheckQuery:
+    """One check of a batch."""
+
+    customer_key: str
+    subject_key: str
+    feature_key: str
+    at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,8 @@ class HotPath:
         await self._redis.set(self._sentinel, "1", nx=True)
         self.consumer.start()
         self.follower.start()
-        self._tasks.append(asyncio.create_task(self._rebuild_loop(), name="hot-rebuilds"))
+        for worker in range(_REBUILD_WORKERS):  # rebuilds wait on ingest: several at once
+            self._tasks.append(asyncio.create_task(self._rebuild_loop(), name=f"hot-rebuilds-{worker}"))
         self._tasks.append(asyncio.create_task(self._watch(), name="hot-watch"))
 
     async def stop(self) -> None:
@@ -228,6 +240,32 @@ class HotPath:
         if isinstance(decision, CheckResult):
             return decision
         return await self._from_truth(namespace, decision, when, rebuild=at is None)
+
+    async def check_many(self, namespace: str, checks: Sequence[CheckQuery]) -> list[CheckResult]:
+        """Checks in order: those memory answers at once, the rest from the truth concurrently."""
+        now = self._clock.now()
+        results: list[CheckResult | None] = []
+        pending: dict[int, Awaitable[CheckResult]] = {}
+        for i, query in enumerate(checks):
+            when = query.at or now
+            decision = decide(
+                self.index,
+                self.memory,
+                namespace,
+                customer_key=query.customer_key,
+                subject_key=query.subject_key,
+                feature_key=query.feature_key,
+                at=when,
+            )
+            if isinstance(decision, CheckResult):
+                results.append(decision)
+            else:
+                results.append(None)
+                pending[i] = self._from_truth(namespace, decision, when, rebuild=query.at is None)
+        if pending:
+            for i, result in zip(pending, await asyncio.gather(*pending.values()), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
 
     async def _from_truth(
         self, namespace: str, needed: NeedsTruth, when: datetime, *, rebuild: bool
