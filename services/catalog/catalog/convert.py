@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -63,11 +63,20 @@ from catalog.domain import (
 from metering.catalog.v1 import catalog_pb2 as pb
 from metering.common.v1 import common_pb2
 from meterlib.errors import FieldViolation, InvalidArgument
-from meterlib.money import Money, format_decimal, parse_decimal
+from meterlib.money import Money, parse_decimal
 from meterlib.periods import Cadence
+from meterlib.wire import (  # re-exported: the service's conversions in one module
+    from_timestamp as from_timestamp,
+)
+from meterlib.wire import (
+    to_proto_decimal as to_proto_decimal,
+)
+from meterlib.wire import (
+    to_timestamp as to_timestamp,
+)
 
-K = TypeVar("K")
 E = TypeVar("E")
+K = TypeVar("K")
 T = TypeVar("T")
 
 _PAYMENT_TERMS = {
@@ -93,19 +102,6 @@ _STATUSES = {
     VersionStatus.ACTIVE: pb.VERSION_STATUS_ACTIVE,
     VersionStatus.ARCHIVED: pb.VERSION_STATUS_ARCHIVED,
 }
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_timestamp(at: datetime) -> Timestamp:
-    """A protobuf Timestamp of a timezone-aware datetime."""
-    ts = Timestamp()
-    ts.FromDatetime(at.astimezone(UTC))
-    return ts
-
-
-def from_timestamp(ts: Timestamp) -> datetime:
-    """A UTC datetime of a protobuf Timestamp (microsecond precision, as PostgreSQL keeps)."""
-    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def _time(present: bool, ts: Timestamp) -> datetime | None:
@@ -168,11 +164,6 @@ def to_proto_money(money: Money) -> common_pb2.Money:
     """The wire form of an amount."""
     amount, currency = money.to_wire()
     return common_pb2.Money(amount=amount, currency=currency)
-
-
-def to_proto_decimal(value: Decimal) -> common_pb2.Decimal:
-    """The wire form of a quantity."""
-    return common_pb2.Decimal(value=format_decimal(value))
 
 
 def _money_or_none(money: Money | None) -> common_pb2.Money | None:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from entitlements.burndown import Segment
 from entitlements.domain import (
@@ -38,12 +36,25 @@ from entitlements.hot.decide import CheckResult
 from metering.common.v1 import common_pb2
 from metering.entitlements.v1 import entitlements_pb2 as pb
 from meterlib.errors import FieldViolation, InvalidArgument
-from meterlib.money import format_decimal, parse_decimal
+from meterlib.money import parse_decimal
 from meterlib.periods import Cadence, Period, WindowSize
+from meterlib.wire import (  # re-exported: the service's conversions in one module
+    from_timestamp as from_timestamp,
+)
+from meterlib.wire import (
+    optional_time as optional_time,
+)
+from meterlib.wire import (
+    to_proto_decimal as to_proto_decimal,
+)
+from meterlib.wire import (
+    to_proto_range as to_proto_range,
+)
+from meterlib.wire import (
+    to_timestamp as to_timestamp,
+)
 
 T = TypeVar("T")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 TYPES = {
     pb.ENTITLEMENT_TYPE_BOOLEAN: EntitlementType.BOOLEAN,
@@ -57,35 +68,6 @@ _WINDOW_SIZES = {
     common_pb2.WINDOW_SIZE_DAY: WindowSize.DAY,
     common_pb2.WINDOW_SIZE_MONTH: WindowSize.MONTH,
 }
-
-
-def to_timestamp(at: datetime) -> Timestamp:
-    """A protobuf Timestamp of a timezone-aware datetime."""
-    ts = Timestamp()
-    ts.FromDatetime(at.astimezone(UTC))
-    return ts
-
-
-def from_timestamp(ts: Timestamp) -> datetime:
-    """A UTC datetime of a protobuf Timestamp (microsecond precision, as PostgreSQL keeps)."""
-    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
-
-
-def optional_time(message: object, field: str) -> datetime | None:
-    """The datetime of a Timestamp field, None when unset."""
-    if not message.HasField(field):  # type: ignore[attr-defined]
-        return None
-    return from_timestamp(getattr(message, field))
-
-
-def to_proto_decimal(value: Decimal) -> common_pb2.Decimal:
-    """The wire form of a quantity."""
-    return common_pb2.Decimal(value=format_decimal(value))
-
-
-def to_proto_range(period: Period) -> common_pb2.TimeRange:
-    """The wire form of a period."""
-    return common_pb2.TimeRange(start_time=to_timestamp(period.start), end_time=to_timestamp(period.end))
 
 
 class _Reader:

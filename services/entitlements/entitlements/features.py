@@ -3,7 +3,7 @@
 Entitlements owns no features; it asks catalog's public API (``metering.catalog.v1.CatalogService.
 GetFeature``), never its tables, and copies what it needs into the entitlement when it is made. Each call
 carries a deadline and the caller's namespace and request id and is retried only when catalog could not
-answer (see ``entitlements.remote``).
+answer (see ``meterlib.remote``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Protocol
 import grpc
 
 from entitlements.domain.entitlements import Feature
-from entitlements.remote import call_metadata, call_with_retries
 from metering.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from meterlib.remote import call_metadata, call_with_retries
 
 
 class FeatureDirectory(Protocol):

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from entitlements.hot.consumer import CONSUMPTION_SOURCE
-from entitlements.remote import call_metadata, call_with_retries
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.errors import FailedPrecondition
 from meterlib.money import format_decimal
+from meterlib.remote import call_metadata, call_with_retries
+from meterlib.wire import to_timestamp
 
 MAX_COUNTED_UNITS = 1000
 """Most units one consumption of a COUNT meter may take (each is an event)."""
@@ -70,8 +70,7 @@ def consumption_events(
     data: dict[str, Any] = {}
     for name, value in sorted(group_filters.items()):
         _put(data, meter.group_by[name], value, f"group-by {name}")
-    stamp = Timestamp()
-    stamp.FromDatetime(at.astimezone(UTC))
+    stamp = to_timestamp(at)
     if meter.aggregation == ingest_pb2.AGGREGATION_COUNT:
         if amount != amount.to_integral_value() or not 0 < amount <= MAX_COUNTED_UNITS:
             raise FailedPrecondition(

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Final, Protocol
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from entitlements.remote import call_metadata, call_with_retries
 from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.errors import FailedPrecondition
 from meterlib.money import money_context
+from meterlib.remote import call_metadata, call_with_retries
+from meterlib.wire import to_timestamp
 
 _ZERO: Final = Decimal(0)
 
@@ -64,12 +64,6 @@ class UsageReader(Protocol):
         ...
 
 
-def _timestamp(at: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(at.astimezone(UTC))
-    return stamp
-
-
 class IngestUsageReader:
     """UsageReader over gRPC: ingest's QueryUsage."""
 
@@ -87,7 +81,7 @@ class IngestUsageReader:
             return MeasuredUsage(start, end, _ZERO, "")
         request = ingest_pb2.QueryUsageRequest(
             meter_key=of.meter_key,
-            time_range=common_pb2.TimeRange(start_time=_timestamp(start), end_time=_timestamp(end)),
+            time_range=common_pb2.TimeRange(start_time=to_timestamp(start), end_time=to_timestamp(end)),
             subjects=list(of.subjects),
             group_filters={
                 name: ingest_pb2.GroupValues(values=[value]) for name, value in of.group_filters.items()

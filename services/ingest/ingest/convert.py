@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from ingest.domain import (
     Aggregation,
     CreateMeterInput,
@@ -20,29 +16,15 @@ from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2
 from meterlib.money import format_decimal
 from meterlib.periods import WindowSize
-
-
-def to_timestamp(at: datetime) -> Timestamp:
-    """A protobuf Timestamp of a timezone-aware datetime."""
-    ts = Timestamp()
-    ts.FromDatetime(at.astimezone(UTC))
-    return ts
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def from_timestamp(ts: Timestamp) -> datetime:
-    """A UTC datetime of a protobuf Timestamp (microsecond precision, as PostgreSQL keeps)."""
-    # Arithmetic on the epoch: a few times cheaper than Timestamp.ToDatetime, on every event.
-    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
-
-
-def optional_time(message: object, field: str) -> datetime | None:
-    """The datetime of a Timestamp field, None when unset."""
-    if not message.HasField(field):  # type: ignore[attr-defined]
-        return None
-    return from_timestamp(getattr(message, field))
+from meterlib.wire import (  # re-exported: the service's conversions in one module
+    from_timestamp as from_timestamp,
+)
+from meterlib.wire import (
+    optional_time as optional_time,
+)
+from meterlib.wire import (
+    to_timestamp as to_timestamp,
+)
 
 
 def from_proto_aggregation(value: int) -> Aggregation | None:

@@ -7,13 +7,13 @@ deleting them only keeps the table the size of the horizon's traffic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import asyncpg
 
 from meterlib.clock import Clock
 from meterlib.logs import get_logger
+from meterlib.tasks import stop_task
 
 log = get_logger("ingest.maintenance")
 
@@ -62,10 +62,7 @@ class DedupeKeyPurger:
 
     async def stop(self) -> None:
         """Stop the background loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

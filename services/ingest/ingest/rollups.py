@@ -8,12 +8,12 @@ yet they read from the events, so it only decides how fast queries are, never wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 
 from ingest.store import RollupStep, UsageStore
 from meterlib.logs import get_logger
+from meterlib.tasks import stop_task
 
 log = get_logger("ingest.rollups")
 
@@ -46,10 +46,7 @@ class RollupWorker:
 
     async def stop(self) -> None:
         """Stop the background loop (a step in flight rolls back and is redone later)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -17,7 +17,6 @@ from entitlements.domain import (
     fingerprint,
     not_metered,
 )
-from entitlements.remote import gather_all
 from entitlements.service.changes import DefinitionChanges
 from entitlements.service.entitlements import find_entitlement
 from entitlements.service.requests import RequestIds
@@ -26,6 +25,7 @@ from entitlements.store import EntitlementsStore, GrantPosition, Stores
 from meterlib.clock import Clock
 from meterlib.errors import NotFound, Violations
 from meterlib.logs import get_logger
+from meterlib.remote import gather_all
 
 log = get_logger("entitlements.grants")
 

@@ -21,12 +21,12 @@ from typing import Final
 from entitlements.burndown import BurnDown, MeteredEntitlement, compute
 from entitlements.burndown import Grant as EngineGrant
 from entitlements.domain import Entitlement, canonical_id, not_metered
-from entitlements.remote import gather_all
 from entitlements.store import EntitlementsStore
 from entitlements.usage import MeasuredUsage, UsageReader, UsageSubject
 from meterlib.errors import FailedPrecondition, NotFound
 from meterlib.money import money_context
 from meterlib.periods import as_utc
+from meterlib.remote import gather_all
 
 _ZERO: Final = Decimal(0)
 

@@ -20,7 +20,7 @@ from meterlib.context import NAMESPACE_HEADER, REQUEST_ID_HEADER, current_reques
 from meterlib.errors import Unavailable
 from meterlib.logs import get_logger
 
-log = get_logger("entitlements.remote")
+log = get_logger("meterlib.remote")
 
 T = TypeVar("T")
 
