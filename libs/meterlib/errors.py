@@ -111,6 +111,10 @@ class Aborted(DomainError):
     """A concurrency conflict; the caller may retry the whole operation."""
 
 
+class Unimplemented(DomainError):
+    """The method exists in the contract but this server does not serve it (yet)."""
+
+
 class Violations:
     """Collects field violations so validation reports all of them at once.
 

@@ -20,12 +20,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from meterlib.config import ServiceSettings
-from meterlib.interceptors import ServiceInterceptor
+from meterlib.interceptors import ServiceHandlers
 from meterlib.logs import get_logger
 
 log = get_logger("meterlib.server")
 
-Registrar = Callable[[grpc.aio.Server], None]
+Registrar = Callable[[ServiceHandlers], None]
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -84,15 +84,10 @@ class ServiceRunner:
     async def start(self, *, port: int | None = None, host: str | None = None) -> int:
         """Bind and start serving; returns the bound port (``port=0`` picks a free one)."""
         settings = self.settings
-        server = grpc.aio.server(
-            interceptors=[
-                ServiceInterceptor(self.app.name, settings.default_namespace),
-                *self.app.interceptors,
-            ],
-            options=server_options(settings),
-        )
+        server = grpc.aio.server(interceptors=self.app.interceptors, options=server_options(settings))
+        handlers = ServiceHandlers(server, self.app.name, settings.default_namespace)
         for registrar in self.app.registrars:
-            registrar(server)
+            registrar(handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names: Sequence[str] = [*self.app.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)

@@ -93,6 +93,17 @@ async def test_an_unreachable_backend_is_unavailable_so_clients_retry(channel: g
     assert "5432" not in (raised.value.details() or "")  # no infrastructure detail leaks to the caller
 
 
+async def test_a_method_no_one_overrode_is_unimplemented(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(channel, "Unserved")(StringValue())
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_response_already_serialized_is_sent_as_it_is(channel: grpc.aio.Channel) -> None:
+    reply = await call(channel, "Prewired")(StringValue(value="hi"))
+    assert reply.value == "wire:hi"
+
+
 async def test_namespace_and_request_id_come_from_metadata(channel: grpc.aio.Channel) -> None:
     reply = await call(channel, "Echo")(
         StringValue(value="hi"), metadata=(("x-metering-namespace", "acme"), ("x-request-id", "r-1"))

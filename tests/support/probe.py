@@ -2,7 +2,9 @@
 
 ``test.v1.ProbeService`` speaks ``google.protobuf.StringValue``: ``Echo`` answers with the request's
 namespace and request id, ``Invalid`` / ``Missing`` / ``Crash`` raise a domain error or an unexpected
-exception, ``Sleep`` sleeps the seconds it is sent, ``Count`` streams numbers then fails if asked to.
+exception, ``Unserved`` is what a generated servicer method no one overrode does, ``Prewired`` answers
+with bytes already serialized, ``Sleep`` sleeps the seconds it is sent, ``Count`` streams numbers then
+fails if asked to.
 Run as a process (``python -m tests.support.probe``) it serves like any service, for shutdown tests.
 """
 
@@ -52,6 +54,14 @@ async def unreachable(request: StringValue, ctx: Any) -> StringValue:
     raise ConnectionRefusedError("[Errno 111] Connect call failed ('127.0.0.1', 5432)")
 
 
+async def unserved(request: StringValue, ctx: Any) -> StringValue:
+    raise NotImplementedError("Method not implemented!")  # what a generated servicer base class does
+
+
+async def prewired(request: StringValue, ctx: Any) -> bytes:
+    return StringValue(value=f"wire:{request.value}").SerializeToString()
+
+
 async def sleep(request: StringValue, ctx: Any) -> StringValue:
     await asyncio.sleep(float(request.value))
     return StringValue(value="slept")
@@ -81,6 +91,8 @@ def register(server: grpc.aio.Server) -> None:
             ("Crash", crash),
             ("Unreachable", unreachable),
             ("Sleep", sleep),
+            ("Unserved", unserved),
+            ("Prewired", prewired),
         ]
     }
     handlers["Count"] = grpc.unary_stream_rpc_method_handler(

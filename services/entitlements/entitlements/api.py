@@ -9,7 +9,7 @@ from typing import Any
 
 from entitlements import convert
 from entitlements.domain import Entitlement, Grant
-from entitlements.hot.path import CheckQuery, HotPath
+from entitlements.hot.path import HotPath
 from entitlements.service import (
     CustomerService,
     EntitlementService,
@@ -24,8 +24,6 @@ from metering.entitlements.v1 import entitlements_pb2_grpc
 from meterlib.context import namespace
 from meterlib.errors import FieldViolation, InvalidArgument
 from meterlib.paging import decode_token, encode_token, page_size
-
-MAX_BATCH_CHECKS = 1000
 
 
 def _page(next_token: str) -> common_pb2.PageResponse:
@@ -228,12 +226,11 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
         history = await self._usage.history(namespace(), convert.from_proto_history(request))
         return convert.to_proto_history(history)
 
-    # --- the hot path (not served here yet) ----------------------------------------------------------
+    # --- the hot path ---------------------------------------------------------------------------------
+    # Check and CheckBatch answer with the response already serialized (memoized per answer); the
+    # server's response serializer passes bytes through.
 
-    async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
-        problems = convert.check_violations(request)
-        if problems:
-            raise InvalidArgument.fields(problems)
+    async def Check(self, request: pb.CheckRequest, context: Any) -> bytes:  # type: ignore[override]
         check = convert.from_proto_check(request)
         result = await self._checks.check(
             namespace(),
@@ -242,23 +239,13 @@ class EntitlementsApi(entitlements_pb2_grpc.EntitlementsServiceServicer):
             feature_key=check.feature_key,
             at=check.at,
         )
-        return convert.to_proto_check(result)
+        return convert.check_response_wire(result)
 
-    async def CheckBatch(self, request: pb.CheckBatchRequest, context: Any) -> pb.CheckBatchResponse:
-        problems = [
-            p
-            for i, item in enumerate(request.requests)
-            for p in convert.check_violations(item, f"requests[{i}].")
-        ]
-        if not request.requests or len(request.requests) > MAX_BATCH_CHECKS:
-            problems.insert(0, FieldViolation("requests", f"between 1 and {MAX_BATCH_CHECKS} checks"))
-        if problems:
-            raise InvalidArgument.fields(problems)
-        checks = [convert.from_proto_check(item) for item in request.requests]
-        results = await self._checks.check_many(
-            namespace(), [CheckQuery(c.customer_key, c.subject_key, c.feature_key, c.at) for c in checks]
-        )
-        return pb.CheckBatchResponse(responses=[convert.to_proto_check(r) for r in results])
+    async def CheckBatch(  # type: ignore[override]
+        self, request: pb.CheckBatchRequest, context: Any
+    ) -> bytes:
+        results = await self._checks.check_many(namespace(), convert.from_proto_check_batch(request))
+        return convert.check_batch_response_wire(results)
 
     async def CheckAndConsume(
         self, request: pb.CheckAndConsumeRequest, context: Any

@@ -9,6 +9,7 @@ every problem at once. ``to_proto_…`` writes canonical forms (``P1Y``, ``"12.5
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,8 @@ from entitlements.domain import (
     UpsertCustomerInput,
     segment_overage,
 )
-from entitlements.hot.decide import CheckResult
+from entitlements.hot.decide import CheckQuery, CheckResult, DenyReason
+from entitlements.hot.index import EntitlementKind
 from metering.common.v1 import common_pb2
 from metering.entitlements.v1 import entitlements_pb2 as pb
 from meterlib.errors import FieldViolation, InvalidArgument
@@ -353,18 +355,10 @@ def to_proto_history(history: History) -> pb.GetEntitlementHistoryResponse:
     )
 
 
-@dataclass(frozen=True)
-class CheckInput:
-    """A Check (or one CheckBatch item), decoded."""
-
-    customer_key: str
-    subject_key: str
-    feature_key: str
-    at: datetime | None
+MAX_BATCH_CHECKS = 1000
 
 
-def check_violations(request: pb.CheckRequest, prefix: str = "") -> list[FieldViolation]:
-    """What is wrong with a CheckRequest (paths under ``prefix``)."""
+def _check_problems(request: pb.CheckRequest, prefix: str) -> list[FieldViolation]:
     problems = []
     which = request.WhichOneof("customer")
     if which is None or not getattr(request, which):
@@ -376,28 +370,68 @@ def check_violations(request: pb.CheckRequest, prefix: str = "") -> list[FieldVi
     return problems
 
 
-def from_proto_check(request: pb.CheckRequest) -> CheckInput:
-    """The check a request asks for (validate with ``check_violations`` first)."""
+def _check_query(request: pb.CheckRequest) -> CheckQuery | None:
+    """The check a request asks for; None when it is invalid (hot: no list built for a good one)."""
     which = request.WhichOneof("customer")
-    return CheckInput(
-        customer_key=request.customer_key if which == "customer_key" else "",
-        subject_key=request.subject_key if which == "subject_key" else "",
-        feature_key=request.feature_key,
-        at=optional_time(request, "at"),
-    )
+    feature_key = request.feature_key
+    if which is None or not feature_key:
+        return None
+    key = getattr(request, which)
+    if not key:
+        return None
+    at = from_timestamp(request.at) if request.HasField("at") else None
+    if which == "customer_key":
+        return CheckQuery(key, "", feature_key, at)
+    return CheckQuery("", key, feature_key, at)
 
 
+def from_proto_check(request: pb.CheckRequest) -> CheckQuery:
+    """The check a request asks for; InvalidArgument naming every bad field."""
+    query = _check_query(request)
+    if query is None:
+        raise InvalidArgument.fields(_check_problems(request, ""))
+    return query
+
+
+def from_proto_check_batch(request: pb.CheckBatchRequest) -> list[CheckQuery]:
+    """The checks a batch asks for, in order; InvalidArgument naming every bad field of every item."""
+    items = request.requests
+    problems = []
+    if not items or len(items) > MAX_BATCH_CHECKS:
+        problems.append(FieldViolation("requests", f"between 1 and {MAX_BATCH_CHECKS} checks"))
+    queries = []
+    for i, item in enumerate(items):
+        query = _check_query(item)
+        if query is None:
+            problems.extend(_check_problems(item, f"requests[{i}]."))
+        else:
+            queries.append(query)
+    if problems:
+        raise InvalidArgument.fields(problems)
+    return queries
+
+
+_DENY_REASONS = {r: pb.DenyReason.Value(f"DENY_REASON_{r.value}") for r in DenyReason}
+_KINDS = {k: pb.EntitlementType.Value(f"ENTITLEMENT_TYPE_{k.value.upper()}") for k in EntitlementKind}
+
+
+@functools.lru_cache(maxsize=16_384)
 def to_proto_check(result: CheckResult) -> pb.CheckResponse:
-    """The wire form of a check's answer."""
+    """The wire form of a check's answer.
+
+    Memoized: every check of an unchanged state gives an equal result, and building the message (two
+    Timestamps, three Decimals) costs more than the rest of a hot check. Equal results share one
+    message, so callers must not modify it (gRPC only serializes it; a parent message copies it).
+    """
     response = pb.CheckResponse(
         has_access=result.has_access,
-        deny_reason=pb.DenyReason.Value(f"DENY_REASON_{result.deny_reason.value}"),
+        deny_reason=_DENY_REASONS[result.deny_reason],
         config=result.config,
         entitlement_id=result.entitlement_id,
         customer_key=result.customer_key,
     )
     if result.kind is not None:
-        response.type = pb.EntitlementType.Value(f"ENTITLEMENT_TYPE_{result.kind.value.upper()}")
+        response.type = _KINDS[result.kind]
     for field_name, value in (
         ("balance", result.balance),
         ("usage", result.usage),
@@ -408,6 +442,40 @@ def to_proto_check(result: CheckResult) -> pb.CheckResponse:
     if result.usage_period is not None:
         response.usage_period.CopyFrom(to_proto_range(Period(*result.usage_period)))
     return response
+
+
+@functools.lru_cache(maxsize=16_384)
+def check_response_wire(result: CheckResult) -> bytes:
+    """A check's answer as serialized ``CheckResponse`` bytes (memoized like ``to_proto_check``)."""
+    return to_proto_check(result).SerializeToString()
+
+
+@functools.lru_cache(maxsize=16_384)
+def _framed_check_response(result: CheckResult) -> bytes:
+    wire = check_response_wire(result)
+    return _CHECK_BATCH_RESPONSES_TAG + _varint(len(wire)) + wire
+
+
+def check_batch_response_wire(results: Sequence[CheckResult]) -> bytes:
+    """A ``CheckBatchResponse`` serialized, built from its answers' memoized wire forms.
+
+    A message's encoding is the concatenation of its fields' encodings, and a repeated message field is
+    one length-delimited record per element, so joining the framed answers is exactly what serializing
+    ``CheckBatchResponse(responses=...)`` gives, without building and copying a hundred messages.
+    """
+    return b"".join(map(_framed_check_response, results))
+
+
+_CHECK_BATCH_RESPONSES_TAG = bytes([(1 << 3) | 2])  # CheckBatchResponse.responses: field 1, length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,16 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class CheckQuery:
+    """One check of a batch."""
+
+    customer_key: str
+    subject_key: str
+    feature_key: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
 class NeedsTruth:
     """The check is about this metered entitlement, and its hot state cannot answer at that time."""
 

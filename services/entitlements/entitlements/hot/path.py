@@ -21,7 +21,14 @@ from redis.exceptions import RedisError
 
 from entitlements.domain import Entitlement, EntitlementType
 from entitlements.hot.consumer import CONSUMPTION_SOURCE, UsageConsumer
-from entitlements.hot.decide import CheckResult, DenyReason, NeedsTruth, decide, metered_result
+from entitlements.hot.decide import (
+    CheckQuery,
+    CheckResult,
+    DenyReason,
+    NeedsTruth,
+    decide,
+    metered_result,
+)
 from entitlements.hot.index import DefinitionIndex, EntitlementKind, HotEntitlement
 from entitlements.hot.memory import ChangeFeed, FeedFollower, HotMemory
 from entitlements.hot.notifications import Notifier
@@ -111,16 +118,6 @@ def segment_of(computed: ComputedBurnDown) -> Segment:
 _REBUILD_WORKERS = 8
 _DECISION_TTL_SECONDS = 7 * 86400
 """How long a consumption's decision is replayed for its idempotency key."""
-
-
-@dataclass(frozen=True)
-class CheckQuery:
-    """One check of a batch."""
-
-    customer_key: str
-    subject_key: str
-    feature_key: str
-    at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -485,8 +482,9 @@ class HotPath:
                 # A segment that has ended (a new usage period, a grant expiring): rebuild it now, so
                 # checks stay in memory and the period's reset is announced without waiting for usage.
                 end = held.segment.segment_end
-                known = self.index.by_id(entitlement_id)
-                if end is not None and end <= now and known is not None and not held.rebuilding:
+                if end is None or end > now or held.rebuilding:
+                    continue
+                if (known := self.index.by_id(entitlement_id)) is not None:
                     self.schedule_rebuild(known.namespace, entitlement_id)
             try:
                 if await self._redis.set(self._sentinel, "1", nx=True):

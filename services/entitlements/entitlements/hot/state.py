@@ -8,6 +8,7 @@ that the scripts can compare them as strings.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -65,7 +66,10 @@ class Segment:
 
 @dataclass(frozen=True)
 class HotState:
-    """A segment and the usage in it so far, as the replicas share it."""
+    """A segment and the usage in it so far, as the replicas share it.
+
+    Immutable: a change makes a new state, so what checks derive from it is computed once per state.
+    """
 
     generation: int
     segment: Segment
@@ -74,22 +78,22 @@ class HotState:
     rebuilding: bool = False
     recompute: bool = False
 
-    @property
+    @cached_property
     def balance(self) -> Decimal:
         """The total balance of the active grants now, never negative."""
         return max(self.segment.start_balance - self.usage, _ZERO)
 
-    @property
+    @cached_property
     def overage(self) -> Decimal:
         """Usage in the period no grant covered."""
         return self.segment.start_overage + max(self.usage - self.segment.start_balance, _ZERO)
 
-    @property
+    @cached_property
     def period_usage(self) -> Decimal:
         """Usage in the current usage period."""
         return self.segment.period_usage_before + self.usage
 
-    @property
+    @cached_property
     def has_access(self) -> bool:
         """balance > 0 or soft limit."""
         return self.balance > 0 or self.segment.soft_limit
