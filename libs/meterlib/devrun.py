@@ -119,6 +119,9 @@ async def run_services(database_url: str, redis_url: str, *, health_timeout: flo
         if name == "catalog":
             # Entitlements reads features from catalog.
             env.setdefault("METERING_ENTITLEMENTS_CATALOG_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
+        if name == "entitlements":
+            # Billing copies its customers (their subject keys) to entitlements.
+            env.setdefault("METERING_BILLING_ENTITLEMENTS_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
 
     for name in SERVICES:
         code, out = await _run_quiet([sys.executable, "-m", name, "migrate"], env)

@@ -63,6 +63,8 @@ async def cluster(
                 env["METERING_ENTITLEMENTS_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
             if name == "catalog":  # entitlements, started next, reads features from catalog
                 env["METERING_ENTITLEMENTS_CATALOG_ADDRESS"] = f"127.0.0.1:{port}"
+            if name == "entitlements":  # billing, started next, copies customers to entitlements
+                env["METERING_BILLING_ENTITLEMENTS_ADDRESS"] = f"127.0.0.1:{port}"
             cluster.services[name] = RunningService(
                 name=name,
                 port=port,

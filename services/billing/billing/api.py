@@ -1,0 +1,142 @@
+"""The BillingService servicer: decode, call one service method, encode. No rules here.
+
+RPCs this servicer does not override (subscriptions, invoices, credit notes) answer as the generated
+base class does until their services are wired in here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from billing import convert
+from billing.domain import Credit
+from billing.service import CreditService, CustomerService
+from billing.store import CreditPosition
+from metering.billing.v1 import billing_pb2 as pb
+from metering.billing.v1 import billing_pb2_grpc
+from metering.common.v1 import common_pb2
+from meterlib.context import namespace
+from meterlib.errors import FieldViolation, InvalidArgument
+from meterlib.paging import decode_token, encode_token, page_size
+
+
+def _page(next_token: str) -> common_pb2.PageResponse:
+    return common_pb2.PageResponse(next_page_token=next_token)
+
+
+def _bad_token() -> InvalidArgument:
+    return InvalidArgument.fields([FieldViolation("page.page_token", "is not a token this API issued")])
+
+
+def _time(text: Any) -> datetime:
+    if not isinstance(text, str):
+        raise _bad_token()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad_token() from None
+
+
+def _key_position(token: str, filters: Any) -> str | None:
+    position = decode_token(token, filters)
+    if position is None or isinstance(position, str):
+        return position
+    raise _bad_token()
+
+
+def _credit_position(token: str, filters: Any) -> CreditPosition | None:
+    position = decode_token(token, filters)
+    if position is None:
+        return None
+    match position:
+        case [int(priority), str(expires), str(created), str(credit_id)]:
+            return CreditPosition(priority, _time(expires), _time(created), credit_id)
+        case [int(priority), None, str(created), str(credit_id)]:
+            return CreditPosition(priority, None, _time(created), credit_id)
+    raise _bad_token()
+
+
+def _credit_token(c: Credit, filters: Any) -> str:
+    p = CreditPosition.of(c)
+    expires = None if p.expires_at is None else p.expires_at.isoformat()
+    return encode_token([p.priority, expires, p.create_time.isoformat(), p.id], filters)
+
+
+class BillingApi(billing_pb2_grpc.BillingServiceServicer):
+    """gRPC face of the billing service."""
+
+    def __init__(self, customers: CustomerService, credits: CreditService) -> None:
+        self._customers = customers
+        self._credits = credits
+
+    # --- customers -----------------------------------------------------------------------------------
+
+    async def CreateCustomer(
+        self, request: pb.CreateCustomerRequest, context: Any
+    ) -> pb.CreateCustomerResponse:
+        new = convert.from_proto_customer_input(request.customer, request.HasField("customer"))
+        customer = await self._customers.create(namespace(), new)
+        return pb.CreateCustomerResponse(customer=convert.to_proto_customer(customer))
+
+    async def GetCustomer(self, request: pb.GetCustomerRequest, context: Any) -> pb.GetCustomerResponse:
+        customer = await self._customers.get(namespace(), request.key)
+        return pb.GetCustomerResponse(customer=convert.to_proto_customer(customer))
+
+    async def ListCustomers(self, request: pb.ListCustomersRequest, context: Any) -> pb.ListCustomersResponse:
+        filters = {
+            "subject": request.subject_key,
+            "name": request.name_contains,
+            "deleted": request.include_deleted,
+        }
+        limit = page_size(request.page.page_size)
+        customers = await self._customers.list_customers(
+            namespace(),
+            subject_key=request.subject_key,
+            name_contains=request.name_contains,
+            include_deleted=request.include_deleted,
+            after_key=_key_position(request.page.page_token, filters),
+            limit=limit + 1,
+        )
+        token = encode_token(customers[limit - 1].key, filters) if len(customers) > limit else ""
+        return pb.ListCustomersResponse(
+            customers=[convert.to_proto_customer(c) for c in customers[:limit]], page=_page(token)
+        )
+
+    async def UpdateCustomer(
+        self, request: pb.UpdateCustomerRequest, context: Any
+    ) -> pb.UpdateCustomerResponse:
+        new = convert.from_proto_customer_input(request.customer, request.HasField("customer"))
+        customer = await self._customers.update(namespace(), new)
+        return pb.UpdateCustomerResponse(customer=convert.to_proto_customer(customer))
+
+    async def DeleteCustomer(
+        self, request: pb.DeleteCustomerRequest, context: Any
+    ) -> pb.DeleteCustomerResponse:
+        customer = await self._customers.delete(namespace(), request.key)
+        return pb.DeleteCustomerResponse(customer=convert.to_proto_customer(customer))
+
+    # --- credits -------------------------------------------------------------------------------------
+
+    async def CreateCredit(self, request: pb.CreateCreditRequest, context: Any) -> pb.CreateCreditResponse:
+        credit = await self._credits.create(namespace(), convert.from_proto_create_credit(request))
+        return pb.CreateCreditResponse(credit=convert.to_proto_credit(credit))
+
+    async def ListCredits(self, request: pb.ListCreditsRequest, context: Any) -> pb.ListCreditsResponse:
+        filters = {"customer": request.customer_key, "inactive": request.include_inactive}
+        limit = page_size(request.page.page_size)
+        credits = await self._credits.list_credits(
+            namespace(),
+            request.customer_key,
+            include_inactive=request.include_inactive,
+            after=_credit_position(request.page.page_token, filters),
+            limit=limit + 1,
+        )
+        token = _credit_token(credits[limit - 1], filters) if len(credits) > limit else ""
+        return pb.ListCreditsResponse(
+            credits=[convert.to_proto_credit(c) for c in credits[:limit]], page=_page(token)
+        )
+
+    async def VoidCredit(self, request: pb.VoidCreditRequest, context: Any) -> pb.VoidCreditResponse:
+        credit = await self._credits.void(namespace(), request.credit_id)
+        return pb.VoidCreditResponse(credit=convert.to_proto_credit(credit))
