@@ -94,7 +94,7 @@ async def build(
     changes = changes or hot
     api = EntitlementsApi(
         CustomerService(store, clock, changes),
-        EntitlementService(store, features, clock, changes),
+        EntitlementService(store, features, clock, changes, meter),
         GrantService(store, truth, clock, changes),
         UsageService(store, truth, clock, changes),
         hot,

@@ -107,6 +107,12 @@ class ConsumptionMeter(Protocol):
         """Store the consumption's events durably; Unavailable when ingest cannot."""
         ...
 
+    async def aggregation(self, namespace: str, meter_key: str) -> str | None:
+        """The meter's aggregation ("SUM", "COUNT", "MAX", ...); None when ingest knows no such meter.
+
+        Unavailable when ingest cannot answer."""
+        ...
+
 
 class IngestConsumptionMeter:
     """ConsumptionMeter over gRPC: ingest's GetMeter (cached: paths never change) and Ingest."""
@@ -140,6 +146,16 @@ class IngestConsumptionMeter:
         )
         self._meters[(namespace, key)] = reply.meter
         return reply.meter
+
+    async def aggregation(self, namespace: str, meter_key: str) -> str | None:
+        """The meter's aggregation, from ingest's GetMeter; None when it reports NOT_FOUND."""
+        try:
+            meter = await self._meter(namespace, meter_key)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise RuntimeError(f"ingest GetMeter failed with {exc.code().name}: {exc.details()}") from exc
+        return ingest_pb2.Aggregation.Name(meter.aggregation).removeprefix("AGGREGATION_")
 
     async def record(
         self,

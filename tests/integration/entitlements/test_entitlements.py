@@ -42,6 +42,7 @@ from tests.integration.entitlements.helpers import (
     upsert_customer,
     utc,
 )
+from tests.integration.ingest.helpers import MAX, create_meter, meter
 
 
 @pytest.fixture
@@ -192,6 +193,29 @@ async def test_a_metered_entitlement_needs_a_feature_with_a_meter(ent: Ent) -> N
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason(error) == "ERROR_REASON_FEATURE_NOT_METERED"
     assert error_info(error).metadata["fields"] == "entitlement.feature_key"
+
+
+@pytest.mark.usefixtures("world")
+async def test_a_metered_entitlement_needs_a_meter_that_adds_up(
+    ent: Ent, ingest: Ingest, catalog: Catalog
+) -> None:
+    """A burn-down adds usage up segment by segment: a MAX (or AVG, UNIQUE_COUNT...) meter cannot feed one,
+    so the entitlement is refused when it is made, not when its balance is first computed."""
+    peak = meter("peak_tokens", MAX, event_type="llm.request", value_property="$.tokens")
+    await create_meter(ingest, peak)
+    await catalog.CreateFeature(
+        catalog_pb2.CreateFeatureRequest(feature=catalog_pb2.Feature(key="peak", meter_key="peak_tokens"))
+    )
+
+    error = await rpc_error(create_entitlement(ent, entitlement(feature="peak")))
+
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(error) == "ERROR_REASON_FEATURE_NOT_METERED"
+    assert error_info(error).metadata["aggregation"] == "MAX"
+    assert "SUM or COUNT" in (error.details() or "")
+    # A boolean entitlement to the same feature is fine: it reads no usage.
+    made = await create_entitlement(ent, entitlement(feature="peak", boolean={}))
+    assert made.WhichOneof("config") == "boolean"
 
 
 @pytest.mark.usefixtures("world")

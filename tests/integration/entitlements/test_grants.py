@@ -9,7 +9,6 @@ from decimal import Decimal
 import grpc
 import pytest
 
-from metering.catalog.v1 import catalog_pb2
 from metering.common.v1 import common_pb2
 from metering.entitlements.v1 import entitlements_pb2 as pb
 from meterlib.clock import FixedClock
@@ -41,7 +40,6 @@ from tests.integration.entitlements.helpers import (
     use,
     utc,
 )
-from tests.integration.ingest.helpers import MAX, create_meter, meter
 
 
 @pytest.fixture
@@ -265,20 +263,3 @@ async def test_an_unreachable_ingest_makes_balances_unavailable(
     # Writes need no usage.
     await create_grant(ent_without_ingest, metered, grant(5))
     assert len(await list_grants(ent)) == 2
-
-
-async def test_a_meter_that_does_not_add_up_cannot_be_burned_down(
-    ent: Ent, ingest: Ingest, catalog: Catalog
-) -> None:
-    await create_meter(ingest, meter("peak", MAX, event_type="llm.request", value_property="$.tokens"))
-    await catalog.CreateFeature(
-        catalog_pb2.CreateFeatureRequest(feature=catalog_pb2.Feature(key="peak_tokens", meter_key="peak"))
-    )
-    await upsert_customer(ent)
-    made = await create_entitlement(ent, entitlement(feature="peak_tokens"))
-    await create_grant(ent, made.id, grant(100))
-
-    error = await rpc_error(ent.ListGrants(pb.ListGrantsRequest(entitlement=by_id(made.id))))
-
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "MAX" in (error.details() or "")

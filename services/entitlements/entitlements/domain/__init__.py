@@ -21,6 +21,7 @@ from entitlements.domain.entitlements import (
     MeteredConfigInput,
     Reset,
     check_feature,
+    check_meter,
     static_config_problem,
 )
 from entitlements.domain.grants import CreateGrantInput, Grant, Recurrence
@@ -66,6 +67,7 @@ __all__ = [
     "check_feature",
     "check_id",
     "check_key",
+    "check_meter",
     "fingerprint",
     "history_windows",
     "not_metered",

@@ -162,6 +162,29 @@ def check_feature(feature: Feature | None, key: str, kind: EntitlementType) -> F
     return feature
 
 
+ADDITIVE_AGGREGATIONS = frozenset({"SUM", "COUNT"})
+"""What a metered entitlement's meter may aggregate with: the burn-down adds usage up segment by segment,
+which only a sum or a count allows (a maximum or an average of parts is not the whole's)."""
+
+
+def check_meter(feature: Feature, aggregation: str | None) -> None:
+    """A metered entitlement's meter exists in ingest and aggregates additively."""
+    where = {"fields": "entitlement.feature_key", "feature_key": feature.key, "meter_key": feature.meter_key}
+    if aggregation is None:
+        raise FailedPrecondition(
+            f"meter {feature.meter_key!r} of feature {feature.key!r} is not known to the ingest service",
+            reason="ERROR_REASON_FEATURE_NOT_METERED",
+            metadata=where,
+        )
+    if aggregation not in ADDITIVE_AGGREGATIONS:
+        raise FailedPrecondition(
+            f"meter {feature.meter_key!r} of feature {feature.key!r} aggregates with {aggregation}; a metered"
+            " entitlement needs a SUM or COUNT meter (use boolean or static)",
+            reason="ERROR_REASON_FEATURE_NOT_METERED",
+            metadata={**where, "aggregation": aggregation},
+        )
+
+
 def _not_json(name: str) -> None:
     # Python's json module reads NaN and Infinity, which JSON (and so every other reader) refuses.
     raise ValueError(f"{name} is not JSON")

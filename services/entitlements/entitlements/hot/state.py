@@ -8,9 +8,9 @@ that the scripts can compare them as strings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from meterlib.money import format_decimal

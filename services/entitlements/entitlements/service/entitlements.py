@@ -15,9 +15,11 @@ from entitlements.domain import (
     Outcome,
     canonical_id,
     check_feature,
+    check_meter,
     fingerprint,
 )
 from entitlements.features import FeatureDirectory
+from entitlements.metering import ConsumptionMeter
 from entitlements.service.changes import DefinitionChanges
 from entitlements.service.requests import RequestIds
 from entitlements.store import EntitlementPosition, EntitlementsStore, Stores
@@ -94,9 +96,11 @@ class EntitlementService:
         features: FeatureDirectory,
         clock: Clock,
         changes: DefinitionChanges,
+        meters: ConsumptionMeter,
     ) -> None:
         self._store = store
         self._features = features
+        self._meters = meters
         self._clock = clock
         self._changes = changes
         self._requests = RequestIds(store)
@@ -110,9 +114,12 @@ class EntitlementService:
 
     async def _feature(self, namespace: str, new: EntitlementInput) -> Feature:
         assert new.type is not None
-        return check_feature(
+        feature = check_feature(
             await self._features.feature(namespace, new.feature_key), new.feature_key, new.type
         )
+        if new.type is EntitlementType.METERED:
+            check_meter(feature, await self._meters.aggregation(namespace, feature.meter_key))
+        return feature
 
     async def create(self, namespace: str, new: EntitlementInput) -> Entitlement:
         """Create an entitlement, idempotent by request id; the feature is read from catalog (a retry of a
