@@ -117,8 +117,9 @@ async def run_services(database_url: str, redis_url: str, *, health_timeout: flo
             env.setdefault("METERING_CATALOG_INGEST_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
             env.setdefault("METERING_ENTITLEMENTS_INGEST_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
         if name == "catalog":
-            # Entitlements reads features from catalog.
+            # Entitlements reads features from catalog, billing plans and add-ons.
             env.setdefault("METERING_ENTITLEMENTS_CATALOG_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
+            env.setdefault("METERING_BILLING_CATALOG_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
         if name == "entitlements":
             # Billing copies its customers (their subject keys) to entitlements.
             env.setdefault("METERING_BILLING_ENTITLEMENTS_ADDRESS", f"127.0.0.1:{settings[name]['port']}")

@@ -61,8 +61,9 @@ async def cluster(
             if name == "ingest":  # catalog (meters) and entitlements (usage), started next, ask ingest
                 env["METERING_CATALOG_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
                 env["METERING_ENTITLEMENTS_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
-            if name == "catalog":  # entitlements, started next, reads features from catalog
+            if name == "catalog":  # entitlements (features) and billing (plans), started next, ask catalog
                 env["METERING_ENTITLEMENTS_CATALOG_ADDRESS"] = f"127.0.0.1:{port}"
+                env["METERING_BILLING_CATALOG_ADDRESS"] = f"127.0.0.1:{port}"
             if name == "entitlements":  # billing, started next, copies customers to entitlements
                 env["METERING_BILLING_ENTITLEMENTS_ADDRESS"] = f"127.0.0.1:{port}"
             cluster.services[name] = RunningService(

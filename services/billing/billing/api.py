@@ -1,7 +1,8 @@
 """The BillingService servicer: decode, call one service method, encode. No rules here.
 
-RPCs this servicer does not override (subscriptions, invoices, credit notes) answer as the generated
-base class does until their services are wired in here.
+RPCs this servicer does not override (the invoice run: RunInvoices, CreateProgressiveInvoice,
+RecalculateInvoice, PreviewInvoice) answer as the generated base class does until their services are
+wired in here.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ from datetime import datetime
 from typing import Any
 
 from billing import convert
+from billing.api_invoices import InvoiceRpcs
 from billing.domain import Credit
-from billing.service import CreditService, CustomerService
-from billing.store import CreditPosition
+from billing.service import (
+    CreditNoteService,
+    CreditService,
+    CustomerService,
+    InvoiceService,
+    SubscriptionService,
+)
+from billing.store import CreditPosition, SubscriptionPosition
 from metering.billing.v1 import billing_pb2 as pb
 from metering.billing.v1 import billing_pb2_grpc
 from metering.common.v1 import common_pb2
@@ -63,12 +71,33 @@ def _credit_token(c: Credit, filters: Any) -> str:
     return encode_token([p.priority, expires, p.create_time.isoformat(), p.id], filters)
 
 
-class BillingApi(billing_pb2_grpc.BillingServiceServicer):
-    """gRPC face of the billing service."""
+def _subscription_position(token: str, filters: Any) -> SubscriptionPosition | None:
+    position = decode_token(token, filters)
+    if position is None:
+        return None
+    match position:
+        case [str(start), str(subscription_id)]:
+            return SubscriptionPosition(_time(start), subscription_id)
+    raise _bad_token()
 
-    def __init__(self, customers: CustomerService, credits: CreditService) -> None:
+
+class BillingApi(InvoiceRpcs, billing_pb2_grpc.BillingServiceServicer):
+    """gRPC face of the billing service; the invoice and credit note RPCs come from InvoiceRpcs."""
+
+    def __init__(
+        self,
+        customers: CustomerService,
+        credits: CreditService,
+        *,
+        subscriptions: SubscriptionService,
+        invoices: InvoiceService,
+        credit_notes: CreditNoteService,
+    ) -> None:
         self._customers = customers
         self._credits = credits
+        self._subscriptions = subscriptions
+        self._invoices = invoices
+        self._credit_notes = credit_notes
 
     # --- customers -----------------------------------------------------------------------------------
 
@@ -140,3 +169,73 @@ class BillingApi(billing_pb2_grpc.BillingServiceServicer):
     async def VoidCredit(self, request: pb.VoidCreditRequest, context: Any) -> pb.VoidCreditResponse:
         credit = await self._credits.void(namespace(), request.credit_id)
         return pb.VoidCreditResponse(credit=convert.to_proto_credit(credit))
+
+    # --- subscriptions -------------------------------------------------------------------------------
+
+    async def CreateSubscription(
+        self, request: pb.CreateSubscriptionRequest, context: Any
+    ) -> pb.CreateSubscriptionResponse:
+        view = await self._subscriptions.create(namespace(), convert.from_proto_create_subscription(request))
+        return pb.CreateSubscriptionResponse(subscription=convert.to_proto_subscription(view))
+
+    async def GetSubscription(
+        self, request: pb.GetSubscriptionRequest, context: Any
+    ) -> pb.GetSubscriptionResponse:
+        view = await self._subscriptions.get(namespace(), request.id)
+        return pb.GetSubscriptionResponse(subscription=convert.to_proto_subscription(view))
+
+    async def ListSubscriptions(
+        self, request: pb.ListSubscriptionsRequest, context: Any
+    ) -> pb.ListSubscriptionsResponse:
+        statuses = convert.from_proto_statuses(request.statuses)
+        filters = {
+            "customers": sorted(request.customer_keys),
+            "plan": request.plan_key,
+            "statuses": sorted(s.value for s in statuses),
+        }
+        limit = page_size(request.page.page_size)
+        views = await self._subscriptions.list_subscriptions(
+            namespace(),
+            customer_keys=list(request.customer_keys),
+            plan_key=request.plan_key,
+            statuses=statuses,
+            after=_subscription_position(request.page.page_token, filters),
+            limit=limit + 1,
+        )
+        token = ""
+        if len(views) > limit:
+            last = views[limit - 1].stored
+            token = encode_token([last.timeline.start.isoformat(), last.id], filters)
+        return pb.ListSubscriptionsResponse(
+            subscriptions=[convert.to_proto_subscription(v) for v in views[:limit]], page=_page(token)
+        )
+
+    async def ChangeSubscriptionPlan(
+        self, request: pb.ChangeSubscriptionPlanRequest, context: Any
+    ) -> pb.ChangeSubscriptionPlanResponse:
+        view = await self._subscriptions.change(namespace(), convert.from_proto_change_plan(request))
+        return pb.ChangeSubscriptionPlanResponse(subscription=convert.to_proto_subscription(view))
+
+    async def MigrateSubscription(
+        self, request: pb.MigrateSubscriptionRequest, context: Any
+    ) -> pb.MigrateSubscriptionResponse:
+        view = await self._subscriptions.change(namespace(), convert.from_proto_migrate(request))
+        return pb.MigrateSubscriptionResponse(subscription=convert.to_proto_subscription(view))
+
+    async def SetSubscriptionAddOn(
+        self, request: pb.SetSubscriptionAddOnRequest, context: Any
+    ) -> pb.SetSubscriptionAddOnResponse:
+        view = await self._subscriptions.change(namespace(), convert.from_proto_set_add_on(request))
+        return pb.SetSubscriptionAddOnResponse(subscription=convert.to_proto_subscription(view))
+
+    async def CancelSubscription(
+        self, request: pb.CancelSubscriptionRequest, context: Any
+    ) -> pb.CancelSubscriptionResponse:
+        view = await self._subscriptions.change(namespace(), convert.from_proto_cancel(request))
+        return pb.CancelSubscriptionResponse(subscription=convert.to_proto_subscription(view))
+
+    async def UndoCancelSubscription(
+        self, request: pb.UndoCancelSubscriptionRequest, context: Any
+    ) -> pb.UndoCancelSubscriptionResponse:
+        view = await self._subscriptions.undo_cancel(namespace(), request.subscription_id)
+        return pb.UndoCancelSubscriptionResponse(subscription=convert.to_proto_subscription(view))

@@ -1,5 +1,5 @@
 """Composition root of the billing service: wires settings, Postgres, the clock and the entitlements
-client into servicers."""
+and catalog clients into servicers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ import asyncpg
 
 from billing import SCHEMA
 from billing.api import BillingApi
+from billing.catalog import GrpcPlanCatalog
 from billing.config import Settings
 from billing.entitlements import GrpcCustomerCopies
-from billing.service import CreditService, CustomerCopies, CustomerService
+from billing.provisioning import GrpcEntitlementProvisioner
+from billing.service import (
+    CreditNoteService,
+    CreditService,
+    CustomerCopies,
+    CustomerService,
+    EntitlementProvisioner,
+    InvoiceService,
+    PlanCatalog,
+    SubscriptionService,
+)
+from billing.service.provisioning import ProvisioningLoop
 from billing.store import BillingStore
 from metering.billing.v1 import billing_pb2, billing_pb2_grpc
 from meterlib.clock import Clock, SystemClock
@@ -23,6 +35,8 @@ async def build(
     pool: asyncpg.Pool | None = None,
     clock: Clock | None = None,
     copies: CustomerCopies | None = None,
+    catalog: PlanCatalog | None = None,
+    provisioner: EntitlementProvisioner | None = None,
 ) -> ServiceApp:
     """Build the service; resources passed in (tests share theirs) are not closed by it."""
     app = ServiceApp(name="billing")
@@ -39,9 +53,39 @@ async def build(
         app.on_stop.append(entitlements.close)
         copies = entitlements
     store = BillingStore(pool)
-    # Abstract for the type checker until the subscription, invoice and credit note RPCs are overridden
-    # too; until then those answer as the generated base class does.
-    api = BillingApi(CustomerService(store, clock, copies), CreditService(store, clock))  # type: ignore[abstract]
+    # --- subscriptions: plans from catalog, entitlements provisioned in entitlements ---
+    if catalog is None:
+        grpc_catalog = GrpcPlanCatalog(
+            settings.catalog_address,
+            deadline_seconds=settings.catalog_deadline_seconds,
+            attempts=settings.catalog_attempts,
+        )
+        app.on_stop.append(grpc_catalog.close)
+        catalog = grpc_catalog
+    if provisioner is None:
+        grpc_provisioner = GrpcEntitlementProvisioner(
+            settings.entitlements_address,
+            deadline_seconds=settings.entitlements_deadline_seconds,
+            attempts=settings.entitlements_attempts,
+        )
+        app.on_stop.append(grpc_provisioner.close)
+        provisioner = grpc_provisioner
+    subscriptions = SubscriptionService(store, clock, catalog, provisioner)
+    provisioning_loop = ProvisioningLoop(subscriptions.provisioning, settings.provisioning_interval_seconds)
+    provisioning_loop.start()
+    app.on_stop.append(provisioning_loop.stop)
+    # --- invoices and credit notes: the invoice run will install its Recalculator here ---
+    invoices = InvoiceService(store, clock, payment_terms_days=settings.payment_terms_days)
+    credit_notes = CreditNoteService(store, clock)
+    # Abstract for the type checker until the invoice run's RPCs are overridden too; until then those
+    # answer as the generated base class does.
+    api = BillingApi(  # type: ignore[abstract]
+        CustomerService(store, clock, copies),
+        CreditService(store, clock),
+        subscriptions=subscriptions,
+        invoices=invoices,
+        credit_notes=credit_notes,
+    )
     app.add_servicer(
         lambda server: billing_pb2_grpc.add_BillingServiceServicer_to_server(api, server),
         billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,

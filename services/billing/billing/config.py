@@ -36,9 +36,33 @@ class Settings(ServiceSettings):
         3,
         "Attempts of a call to entitlements that fails with UNAVAILABLE or DEADLINE_EXCEEDED (with backoff).",
     )
+    catalog_address: str = setting(
+        "CATALOG_ADDRESS",
+        "127.0.0.1:50052",
+        "host:port of the catalog service, which subscriptions read plan and add-on versions from.",
+    )
+    catalog_deadline_seconds: float = setting(
+        "CATALOG_DEADLINE_SECONDS", 2.0, "Deadline of each call to the catalog service, in seconds."
+    )
+    catalog_attempts: int = setting(
+        "CATALOG_ATTEMPTS",
+        3,
+        "Attempts of a call to catalog that fails with UNAVAILABLE or DEADLINE_EXCEEDED (with backoff).",
+    )
+    provisioning_interval_seconds: float = setting(
+        "PROVISIONING_INTERVAL_SECONDS",
+        30.0,
+        "How often subscriptions whose entitlements are due a change (an item starting or ending) are "
+        "brought up to date, in seconds.",
+    )
+    payment_terms_days: int = setting(
+        "PAYMENT_TERMS_DAYS",
+        30,
+        "Days from an invoice's issue to its due time, unless the invoice was given a due time.",
+    )
 
     def problems(self) -> list[str]:
-        """Base rules plus the entitlements client's."""
+        """Base rules plus the entitlements and catalog clients'."""
         problems = super().problems()
         problem = _address_problem(self.entitlements_address)
         if problem is not None:
@@ -47,4 +71,15 @@ class Settings(ServiceSettings):
             problems.append(f"{self.env_name('ENTITLEMENTS_DEADLINE_SECONDS')}: must be positive")
         if self.entitlements_attempts < 1:
             problems.append(f"{self.env_name('ENTITLEMENTS_ATTEMPTS')}: must be at least 1")
+        problem = _address_problem(self.catalog_address)
+        if problem is not None:
+            problems.append(f"{self.env_name('CATALOG_ADDRESS')}: {problem}")
+        if self.catalog_deadline_seconds <= 0:
+            problems.append(f"{self.env_name('CATALOG_DEADLINE_SECONDS')}: must be positive")
+        if self.catalog_attempts < 1:
+            problems.append(f"{self.env_name('CATALOG_ATTEMPTS')}: must be at least 1")
+        if self.provisioning_interval_seconds <= 0:
+            problems.append(f"{self.env_name('PROVISIONING_INTERVAL_SECONDS')}: must be positive")
+        if self.payment_terms_days < 0:
+            problems.append(f"{self.env_name('PAYMENT_TERMS_DAYS')}: must not be negative")
         return problems

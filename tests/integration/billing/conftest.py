@@ -12,6 +12,7 @@ import pytest
 
 from billing.app import build
 from billing.config import Settings
+from billing.service import InvoiceService
 from billing.store import BillingStore
 from metering.billing.v1 import billing_pb2_grpc
 from metering.entitlements.v1 import entitlements_pb2_grpc
@@ -29,16 +30,19 @@ from tests.integration.entitlements.conftest import (  # the same world entitlem
 
 __all__ = ["catalog_server", "clock", "entitlements_server", "ingest_server", "serve_entitlements"]
 
-ServeBilling = Callable[[int], Awaitable[ServiceRunner]]
+ServeBilling = Callable[..., Awaitable[ServiceRunner]]
 
 
 @pytest.fixture
-async def serve_billing(database_url: str, clock: FixedClock) -> AsyncIterator[ServeBilling]:
-    """Starts billing servers (stopped after the test): ``await serve(entitlements_port)``; a port where
-    nothing listens makes entitlements unreachable."""
+async def serve_billing(
+    database_url: str, clock: FixedClock, catalog_server: ServiceRunner
+) -> AsyncIterator[ServeBilling]:
+    """Starts billing servers (stopped after the test): ``await serve(entitlements_port)``, with
+    ``catalog_port=`` another catalog than the catalog server's; a port where nothing listens makes that
+    dependency unreachable."""
     started: list[ServiceRunner] = []
 
-    async def serve(entitlements_port: int) -> ServiceRunner:
+    async def serve(entitlements_port: int, catalog_port: int | None = None) -> ServiceRunner:
         settings = Settings.from_env(
             {
                 "METERING_DATABASE_URL": database_url,
@@ -46,6 +50,11 @@ async def serve_billing(database_url: str, clock: FixedClock) -> AsyncIterator[S
                 "METERING_BILLING_ENTITLEMENTS_ADDRESS": f"127.0.0.1:{entitlements_port}",
                 "METERING_BILLING_ENTITLEMENTS_DEADLINE_SECONDS": "2",
                 "METERING_BILLING_ENTITLEMENTS_ATTEMPTS": "2",
+                "METERING_BILLING_CATALOG_ADDRESS": f"127.0.0.1:{catalog_port or catalog_server.port}",
+                "METERING_BILLING_CATALOG_DEADLINE_SECONDS": "2",
+                "METERING_BILLING_CATALOG_ATTEMPTS": "2",
+                # Tests move the clock and wait for the loop to provision what starts later.
+                "METERING_BILLING_PROVISIONING_INTERVAL_SECONDS": "0.05",
             }
         )
         runner = ServiceRunner(await build(settings, clock=clock), settings)
@@ -99,3 +108,10 @@ async def billing_store(database_url: str) -> AsyncIterator[BillingStore]:
         yield BillingStore(pool)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def invoice_service(billing_store: BillingStore, clock: FixedClock) -> InvoiceService:
+    """The invoice service on the test database and clock, for what only the invoice run will call over
+    the API: storing computed drafts (everything else goes through the billing stub)."""
+    return InvoiceService(billing_store, clock, payment_terms_days=30)

@@ -12,23 +12,41 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from billing.store.billed import BilledChargeStore, BilledRecord, ChargeBilledElsewhere, DocumentNumbers
 from billing.store.codec import CREDIT, Codec
+from billing.store.credit_notes import CreditNoteStore
 from billing.store.credits import CreditPosition, CreditStore, StaleCredits
 from billing.store.customers import CustomerStore, SubjectTaken
 from billing.store.executor import Executor
+from billing.store.invoices import InvoiceStore
 from billing.store.references import CURRENCY_REFERRERS, DELETE_REFERRERS, ReferenceStore, Referrer
 from billing.store.requests import RecordedRequest, RequestIdStore, RequestIdTaken, reused
+from billing.store.subscriptions import (
+    SUBSCRIPTION_ID,
+    ProvisionedEntitlement,
+    SubscriptionEntitlementStore,
+    SubscriptionPosition,
+    SubscriptionStore,
+)
 
 __all__ = [
     "CREDIT",
     "CURRENCY_REFERRERS",
     "DELETE_REFERRERS",
+    "SUBSCRIPTION_ID",
+    "BilledChargeStore",
+    "BilledRecord",
     "BillingStore",
+    "ChargeBilledElsewhere",
     "Codec",
+    "CreditNoteStore",
     "CreditPosition",
     "CreditStore",
     "CustomerStore",
+    "DocumentNumbers",
     "Executor",
+    "InvoiceStore",
+    "ProvisionedEntitlement",
     "RecordedRequest",
     "ReferenceStore",
     "Referrer",
@@ -37,6 +55,9 @@ __all__ = [
     "StaleCredits",
     "Stores",
     "SubjectTaken",
+    "SubscriptionEntitlementStore",
+    "SubscriptionPosition",
+    "SubscriptionStore",
     "reused",
 ]
 
@@ -49,6 +70,13 @@ class Stores:
         self.references = ReferenceStore(db)
         self.credits = CreditStore(db)
         self.request_ids = RequestIdStore(db)
+        # Invoices, their lines, what they billed, document numbers and credit notes.
+        self.invoices = InvoiceStore(db)
+        self.billed = BilledChargeStore(db)
+        self.numbers = DocumentNumbers(db)
+        self.credit_notes = CreditNoteStore(db)
+        self.subscriptions = SubscriptionStore(db)
+        self.subscription_entitlements = SubscriptionEntitlementStore(db)
 
 
 class BillingStore(Stores):

@@ -26,8 +26,34 @@ _ACTIVE_CREDITS: Final = """
       AND (expires_at IS NULL OR expires_at > $3)
 """
 
-CURRENCY_REFERRERS: Final[tuple[str, ...]] = (_ACTIVE_CREDITS,)
-DELETE_REFERRERS: Final[tuple[str, ...]] = ()
+# Subscriptions of any status are billed in the customer's currency.
+_SUBSCRIPTIONS: Final = """
+    SELECT 'subscription' AS kind, id::text AS id FROM subscriptions
+    WHERE namespace = $1 AND customer_key = $2
+"""
+
+# SCHEDULED, ACTIVE or CANCELING at $3: not ended, and not cancelled before it started (ended at its
+# start, so it never runs).
+_RUNNING_SUBSCRIPTIONS: Final = """
+    SELECT 'subscription' AS kind, id::text AS id FROM subscriptions
+    WHERE namespace = $1 AND customer_key = $2
+      AND (end_time IS NULL OR (end_time > $3 AND end_time > start_time))
+"""
+
+# Invoices of any status are in the customer's currency.
+_INVOICES: Final = """
+    SELECT 'invoice' AS kind, id::text AS id FROM invoices
+    WHERE namespace = $1 AND customer_key = $2
+"""
+
+# Invoices still being billed or owed: GATHERING, DRAFT or ISSUED.
+_OPEN_INVOICES: Final = """
+    SELECT 'invoice' AS kind, id::text AS id FROM invoices
+    WHERE namespace = $1 AND customer_key = $2 AND status IN ('gathering', 'draft', 'issued')
+"""
+
+CURRENCY_REFERRERS: Final[tuple[str, ...]] = (_ACTIVE_CREDITS, _SUBSCRIPTIONS, _INVOICES)
+DELETE_REFERRERS: Final[tuple[str, ...]] = (_RUNNING_SUBSCRIPTIONS, _OPEN_INVOICES)
 
 
 @dataclass(frozen=True)
