@@ -112,10 +112,11 @@ async def run_services(database_url: str, redis_url: str, *, health_timeout: flo
             return 2
         settings[name] = json.loads(out.strip().splitlines()[-1])
         if name == "ingest":
-            # Catalog asks ingest whether meters exist, entitlements asks it for usage: point them at the
+            # Catalog asks ingest whether meters exist, entitlements and billing ask it for usage: point them at the
             # port ingest will serve on.
             env.setdefault("METERING_CATALOG_INGEST_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
             env.setdefault("METERING_ENTITLEMENTS_INGEST_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
+            env.setdefault("METERING_BILLING_INGEST_ADDRESS", f"127.0.0.1:{settings[name]['port']}")
         if name == "catalog":
             # Entitlements reads features from catalog, billing plans and add-ons.
             env.setdefault("METERING_ENTITLEMENTS_CATALOG_ADDRESS", f"127.0.0.1:{settings[name]['port']}")

@@ -61,6 +61,7 @@ async def cluster(
             if name == "ingest":  # catalog (meters) and entitlements (usage), started next, ask ingest
                 env["METERING_CATALOG_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
                 env["METERING_ENTITLEMENTS_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
+                env["METERING_BILLING_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
             if name == "catalog":  # entitlements (features) and billing (plans), started next, ask catalog
                 env["METERING_ENTITLEMENTS_CATALOG_ADDRESS"] = f"127.0.0.1:{port}"
                 env["METERING_BILLING_CATALOG_ADDRESS"] = f"127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from billing import convert
 from billing.api_invoices import InvoiceRpcs
-from billing.domain import Credit
+from billing.domain import Credit, require_id
 from billing.service import (
     CreditNoteService,
     CreditService,
@@ -20,6 +20,7 @@ from billing.service import (
     InvoiceService,
     SubscriptionService,
 )
+from billing.service.invoice_run import InvoiceRun
 from billing.store import CreditPosition, SubscriptionPosition
 from metering.billing.v1 import billing_pb2 as pb
 from metering.billing.v1 import billing_pb2_grpc
@@ -27,6 +28,7 @@ from metering.common.v1 import common_pb2
 from meterlib.context import namespace
 from meterlib.errors import FieldViolation, InvalidArgument
 from meterlib.paging import decode_token, encode_token, page_size
+from meterlib.wire import optional_time
 
 
 def _page(next_token: str) -> common_pb2.PageResponse:
@@ -92,12 +94,55 @@ class BillingApi(InvoiceRpcs, billing_pb2_grpc.BillingServiceServicer):
         subscriptions: SubscriptionService,
         invoices: InvoiceService,
         credit_notes: CreditNoteService,
+        run: InvoiceRun,
     ) -> None:
+        self._run = run
         self._customers = customers
         self._credits = credits
         self._subscriptions = subscriptions
         self._invoices = invoices
         self._credit_notes = credit_notes
+
+    # --- the invoice run: invoices computed from subscriptions and usage ------------------------------
+
+    async def RunInvoices(self, request: pb.RunInvoicesRequest, context: Any) -> pb.RunInvoicesResponse:
+        result = await self._run.run(
+            namespace(), request.request_id, optional_time(request, "as_of"), list(request.customer_keys)
+        )
+        return pb.RunInvoicesResponse(
+            invoice_ids=list(result.invoice_ids),
+            subscription_count=result.subscription_count,
+            already_invoiced_count=result.already_invoiced_count,
+        )
+
+    async def CreateProgressiveInvoice(
+        self, request: pb.CreateProgressiveInvoiceRequest, context: Any
+    ) -> pb.CreateProgressiveInvoiceResponse:
+        invoice_id = await self._run.progressive(
+            namespace(),
+            request.request_id,
+            request.customer_key,
+            list(request.subscription_ids),
+            optional_time(request, "as_of"),
+        )
+        invoice = await self._invoices.get(namespace(), invoice_id)
+        return pb.CreateProgressiveInvoiceResponse(invoice=self._invoice(invoice))
+
+    async def PreviewInvoice(
+        self, request: pb.PreviewInvoiceRequest, context: Any
+    ) -> pb.PreviewInvoiceResponse:
+        invoice = await self._run.preview(
+            namespace(),
+            require_id(request.subscription_id, "subscription_id"),
+            optional_time(request, "as_of"),
+        )
+        return pb.PreviewInvoiceResponse(invoice=self._invoice(invoice))
+
+    async def RecalculateInvoice(
+        self, request: pb.RecalculateInvoiceRequest, context: Any
+    ) -> pb.RecalculateInvoiceResponse:
+        invoice = await self._invoices.recalculate(namespace(), request.invoice_id)
+        return pb.RecalculateInvoiceResponse(invoice=self._invoice(invoice))
 
     # --- customers -----------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ and catalog clients into servicers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 
 from billing import SCHEMA
@@ -21,8 +23,10 @@ from billing.service import (
     PlanCatalog,
     SubscriptionService,
 )
+from billing.service.invoice_run import CollectionLoop, InvoiceRun
 from billing.service.provisioning import ProvisioningLoop
 from billing.store import BillingStore
+from billing.usage import IngestUsageReader, UsageReader
 from metering.billing.v1 import billing_pb2, billing_pb2_grpc
 from meterlib.clock import Clock, SystemClock
 from meterlib.resources import open_pool
@@ -37,6 +41,7 @@ async def build(
     copies: CustomerCopies | None = None,
     catalog: PlanCatalog | None = None,
     provisioner: EntitlementProvisioner | None = None,
+    usage: UsageReader | None = None,
 ) -> ServiceApp:
     """Build the service; resources passed in (tests share theirs) are not closed by it."""
     app = ServiceApp(name="billing")
@@ -77,14 +82,29 @@ async def build(
     # --- invoices and credit notes: the invoice run will install its Recalculator here ---
     invoices = InvoiceService(store, clock, payment_terms_days=settings.payment_terms_days)
     credit_notes = CreditNoteService(store, clock)
-    # Abstract for the type checker until the invoice run's RPCs are overridden too; until then those
-    # answer as the generated base class does.
-    api = BillingApi(  # type: ignore[abstract]
+    # --- the invoice run: usage from ingest; it recalculates drafts and issues them when collected ---
+    if usage is None:
+        ingest = IngestUsageReader(
+            settings.ingest_address,
+            deadline_seconds=settings.ingest_deadline_seconds,
+            attempts=settings.ingest_attempts,
+        )
+        app.on_stop.append(ingest.close)
+        usage = ingest
+    run = InvoiceRun(
+        store, clock, usage, collection_delay=timedelta(seconds=settings.collection_delay_seconds)
+    )
+    invoices.use_recalculator(run)
+    collection = CollectionLoop(store, invoices, clock, settings.issue_interval_seconds)
+    collection.start()
+    app.on_stop.append(collection.stop)
+    api = BillingApi(
         CustomerService(store, clock, copies),
         CreditService(store, clock),
         subscriptions=subscriptions,
         invoices=invoices,
         credit_notes=credit_notes,
+        run=run,
     )
     app.add_servicer(
         lambda server: billing_pb2_grpc.add_BillingServiceServicer_to_server(api, server),

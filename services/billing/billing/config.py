@@ -55,6 +55,31 @@ class Settings(ServiceSettings):
         "How often subscriptions whose entitlements are due a change (an item starting or ending) are "
         "brought up to date, in seconds.",
     )
+    ingest_address: str = setting(
+        "INGEST_ADDRESS",
+        "127.0.0.1:50051",
+        "host:port of the ingest service, whose QueryUsage invoices are rated on.",
+    )
+    ingest_deadline_seconds: float = setting(
+        "INGEST_DEADLINE_SECONDS", 30.0, "Deadline of each call to the ingest service, in seconds."
+    )
+    ingest_attempts: int = setting(
+        "INGEST_ATTEMPTS",
+        3,
+        "Attempts of a call to ingest that fails with UNAVAILABLE or DEADLINE_EXCEEDED (with backoff).",
+    )
+    collection_delay_seconds: float = setting(
+        "COLLECTION_DELAY_SECONDS",
+        3600.0,
+        "How long after its period ends a DRAFT invoice is recalculated on late usage before it is issued "
+        "automatically, in seconds.",
+    )
+    issue_interval_seconds: float = setting(
+        "ISSUE_INTERVAL_SECONDS",
+        60.0,
+        "How often DRAFT invoices past their collection time are recalculated a last time and issued, "
+        "in seconds.",
+    )
     payment_terms_days: int = setting(
         "PAYMENT_TERMS_DAYS",
         30,
@@ -71,6 +96,17 @@ class Settings(ServiceSettings):
             problems.append(f"{self.env_name('ENTITLEMENTS_DEADLINE_SECONDS')}: must be positive")
         if self.entitlements_attempts < 1:
             problems.append(f"{self.env_name('ENTITLEMENTS_ATTEMPTS')}: must be at least 1")
+        problem = _address_problem(self.ingest_address)
+        if problem is not None:
+            problems.append(f"{self.env_name('INGEST_ADDRESS')}: {problem}")
+        if self.ingest_deadline_seconds <= 0:
+            problems.append(f"{self.env_name('INGEST_DEADLINE_SECONDS')}: must be positive")
+        if self.ingest_attempts < 1:
+            problems.append(f"{self.env_name('INGEST_ATTEMPTS')}: must be at least 1")
+        if self.collection_delay_seconds < 0:
+            problems.append(f"{self.env_name('COLLECTION_DELAY_SECONDS')}: must not be negative")
+        if self.issue_interval_seconds <= 0:
+            problems.append(f"{self.env_name('ISSUE_INTERVAL_SECONDS')}: must be positive")
         problem = _address_problem(self.catalog_address)
         if problem is not None:
             problems.append(f"{self.env_name('CATALOG_ADDRESS')}: {problem}")

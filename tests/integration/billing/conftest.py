@@ -35,7 +35,7 @@ ServeBilling = Callable[..., Awaitable[ServiceRunner]]
 
 @pytest.fixture
 async def serve_billing(
-    database_url: str, clock: FixedClock, catalog_server: ServiceRunner
+    database_url: str, clock: FixedClock, catalog_server: ServiceRunner, ingest_server: ServiceRunner
 ) -> AsyncIterator[ServeBilling]:
     """Starts billing servers (stopped after the test): ``await serve(entitlements_port)``, with
     ``catalog_port=`` another catalog than the catalog server's; a port where nothing listens makes that
@@ -55,6 +55,11 @@ async def serve_billing(
                 "METERING_BILLING_CATALOG_ATTEMPTS": "2",
                 # Tests move the clock and wait for the loop to provision what starts later.
                 "METERING_BILLING_PROVISIONING_INTERVAL_SECONDS": "0.05",
+                "METERING_BILLING_INGEST_ADDRESS": f"127.0.0.1:{ingest_server.port}",
+                "METERING_BILLING_INGEST_ATTEMPTS": "2",
+                # Tests issue explicitly, or move the clock past the collection time and wait.
+                "METERING_BILLING_COLLECTION_DELAY_SECONDS": "3600",
+                "METERING_BILLING_ISSUE_INTERVAL_SECONDS": "0.05",
             }
         )
         runner = ServiceRunner(await build(settings, clock=clock), settings)

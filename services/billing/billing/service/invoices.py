@@ -22,6 +22,7 @@ from billing.domain.invoices import (
     check_editable_draft,
     check_issuable,
     check_payable,
+    check_recalculable,
     check_uncollectible,
     check_voidable,
     invoice_number,
@@ -170,6 +171,13 @@ class InvoiceService:
         return await self.get(namespace, invoice_id)
 
     # --- lifecycle --------------------------------------------------------------------------------------
+
+    async def recalculate(self, namespace: str, invoice_id: str) -> Invoice:
+        """Re-rate a GATHERING or DRAFT invoice with the latest usage (manual edits kept)."""
+        invoice = await self.get(namespace, invoice_id, "invoice_id")
+        check_recalculable(invoice)
+        await self._recalculator.recalculate(namespace, invoice)
+        return await self.get(namespace, invoice.id)
 
     async def issue(self, namespace: str, invoice_id: str) -> Invoice:
         """DRAFT -> ISSUED: recalculated a last time, numbered, the customer's name and address copied,

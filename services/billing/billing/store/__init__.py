@@ -18,6 +18,7 @@ from billing.store.credit_notes import CreditNoteStore
 from billing.store.credits import CreditPosition, CreditStore, StaleCredits
 from billing.store.customers import CustomerStore, SubjectTaken
 from billing.store.executor import Executor
+from billing.store.invoice_runs import InvoiceRunStore
 from billing.store.invoices import InvoiceStore
 from billing.store.references import CURRENCY_REFERRERS, DELETE_REFERRERS, ReferenceStore, Referrer
 from billing.store.requests import RecordedRequest, RequestIdStore, RequestIdTaken, reused
@@ -77,6 +78,8 @@ class Stores:
         self.credit_notes = CreditNoteStore(db)
         self.subscriptions = SubscriptionStore(db)
         self.subscription_entitlements = SubscriptionEntitlementStore(db)
+        # Invoice runs, and what each computed invoice bills.
+        self.invoice_runs = InvoiceRunStore(db)
 
 
 class BillingStore(Stores):

@@ -1,0 +1,525 @@
+"""The invoice run: what subscriptions owe, rated on usage from ingest, stored as invoices.
+
+An invoice bills *sources*: the charges due at a subscription's start (INITIAL), at the end of one of
+its billing periods (PERIOD), or up to an instant within a period (PROGRESSIVE) — see
+``billing.subscriptions.charges``. Computing a source's part of an invoice is the same for a run, a
+progressive invoice, a preview and a recalculation:
+
+1. the charges of the source, less those another invoice already billed for good (a period's charge is
+   billed finally once; usage charges billed progressively come back with what was billed);
+2. the usage of every usage charge over its service period, read from ingest for all the charges of a
+   batch at once (``billing.usage``), less what earlier invoices of the period billed;
+3. the rating engine through ``billing.invoicing.draft_invoice``.
+
+Idempotence. An invoice's id is derived from what it bills (customer, currency, source kind and end; or
+the request id of a progressive invoice), so a retry or a concurrent run stores the same invoice again
+instead of a second one; each subscription's ``invoiced_through`` moves under a row lock in the
+transaction that stores the invoice, and a run that finds it already past the period counts the period
+as already invoiced. Lines of one customer and currency due at the same instant gather on one invoice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from billing.domain import Customer
+from billing.domain.invoices import Invoice, InvoiceStatus, compute_totals
+from billing.domain.subscriptions import StoredSubscription, next_period_end
+from billing.invoicing import ChargeUsage
+from billing.invoicing.usage import usage_group_by, usage_minus, usage_of
+from billing.rating import Usage
+from billing.service.invoice_drafts import DraftInput, InvoicePart, computed_lines, save_draft
+from billing.service.invoices import InvoiceService
+from billing.store import BillingStore
+from billing.store.invoice_runs import InvoiceSource, RunRecord, SourceKind
+from billing.subscriptions import (
+    Charge,
+    ChargeKind,
+    charges_for_period,
+    initial_charges,
+    progressive_charges,
+)
+from billing.usage import UsageQuery, UsageReader
+from meterlib.clock import Clock
+from meterlib.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from meterlib.logs import get_logger
+from meterlib.periods import Period
+from meterlib.tasks import stop_task
+
+log = get_logger("billing.invoices")
+
+_INVOICE_IDS: Final = uuid.UUID("0b7f5e52-3c0d-4d8e-a1f6-9e3b2c4d5a60")
+BATCH_SUBSCRIPTIONS: Final = 500
+"""Subscriptions read, and usage asked of ingest, per batch of a run."""
+CONCURRENT_INVOICES: Final = 8
+"""Invoices stored at once by a run (each in its own transaction)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What RunInvoices answers."""
+
+    invoice_ids: tuple[str, ...]
+    subscription_count: int
+    already_invoiced_count: int
+
+
+@dataclass
+class _Part:
+    """One subscription's source, computed: its charges and usage, ready to store."""
+
+    subscription: StoredSubscription
+    source: InvoiceSource
+    part: InvoicePart
+
+
+@dataclass
+class _Invoice:
+    """Parts of one customer and currency due at one instant: one invoice."""
+
+    customer_key: str
+    invoice_id: str
+    status: InvoiceStatus
+    collection_time: datetime
+    parts: list[_Part] = field(default_factory=list)
+
+
+def _sources(sub: StoredSubscription, as_of: datetime) -> list[InvoiceSource]:
+    """What a run up to ``as_of`` must invoice of a subscription, in order."""
+    timeline = sub.timeline
+    sources = []
+    if sub.invoiced_through is None and timeline.start <= as_of:
+        sources.append(InvoiceSource(sub.id, SourceKind.INITIAL, timeline.start, timeline.start))
+    for period in timeline.billing_periods(as_of, after=sub.invoiced_through):
+        sources.append(InvoiceSource(sub.id, SourceKind.PERIOD, period.start, period.end))
+    return sources
+
+
+def _charges(sub: StoredSubscription, source: InvoiceSource) -> list[Charge]:
+    if source.kind is SourceKind.INITIAL:
+        return initial_charges(sub.timeline)
+    if source.kind is SourceKind.PERIOD:
+        return charges_for_period(sub.timeline, Period(source.start, source.end))
+    return progressive_charges(sub.timeline, source.end)
+
+
+class InvoiceRun:
+    """RunInvoices, CreateProgressiveInvoice, PreviewInvoice and RecalculateInvoice."""
+
+    def __init__(
+        self, store: BillingStore, clock: Clock, usage: UsageReader, *, collection_delay: timedelta
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._usage = usage
+        self._delay = collection_delay
+
+    # --- computing parts -------------------------------------------------------------------------------
+
+    async def _compute(
+        self,
+        namespace: str,
+        work: Sequence[tuple[StoredSubscription, InvoiceSource, Customer]],
+        *,
+        usage_until: datetime | None = None,
+        exclude_invoice_id: str | None = None,
+    ) -> list[_Part]:
+        """Each source's part (charges billed for good elsewhere left out); usage read in one go."""
+        pending: list[
+            tuple[StoredSubscription, InvoiceSource, Customer, list[Charge], dict[str, Usage | None]]
+        ] = []
+        queries: list[UsageQuery] = []
+        owners: list[tuple[int, Charge]] = []
+        for sub, source, customer in work:
+            charges = _charges(sub, source)
+            billed = await self._store.billed.billed(
+                namespace, sub.id, [c.id for c in charges], exclude_invoice_id=exclude_invoice_id
+            )
+            kept = [c for c in charges if not ((b := billed.get(c.id)) is not None and b.final)]
+            already = {c.id: b.usage for c in kept if (b := billed.get(c.id)) is not None}
+            for charge in kept:
+                if charge.kind is not ChargeKind.USAGE:
+                    continue
+                meter = charge.item.rate_card.meter
+                if meter is None:
+                    raise FailedPrecondition(f"rate card {charge.item.key!r} prices usage but reads no meter")
+                end = (
+                    charge.service_period.end
+                    if usage_until is None
+                    else min(charge.service_period.end, usage_until)
+                )
+                queries.append(
+                    UsageQuery(
+                        meter=meter,
+                        subjects=customer.subject_keys,
+                        start=charge.service_period.start,
+                        end=max(end, charge.service_period.start),
+                        group_by=usage_group_by(charge.item.rate_card.price),
+                    )
+                )
+                owners.append((len(pending), charge))
+            pending.append((sub, source, customer, kept, already))
+        rows = await self._usage.read(namespace, queries) if queries else []
+        usage: list[dict[str, ChargeUsage]] = [{} for _ in pending]
+        for (index, charge), answer in zip(owners, rows, strict=True):
+            price = charge.item.rate_card.price
+            assert price is not None
+            billed_usage = pending[index][4].get(charge.id)
+            cumulative = usage_of(price, answer)
+            usage[index][charge.id] = ChargeUsage(
+                usage=usage_minus(cumulative, billed_usage), already_billed=billed_usage
+            )
+        return [
+            _Part(sub, source, InvoicePart.of(sub.id, charges, usage[i], customer.currency))
+            for i, (sub, source, customer, charges, _) in enumerate(pending)
+        ]
+
+    async def _customers(self, namespace: str, keys: set[str]) -> dict[str, Customer]:
+        found = {}
+        for key in sorted(keys):
+            customer = await self._store.customers.get(namespace, key)
+            if customer is not None:
+                found[key] = customer
+        return found
+
+    # --- RunInvoices ----------------------------------------------------------------------------------
+
+    async def run(
+        self, namespace: str, request_id: str, as_of: datetime | None, customer_keys: Sequence[str]
+    ) -> RunResult:
+        """Invoice every billing period (and start) due by ``as_of``; see the module docstring."""
+        now = self._clock.now()
+        problems = []
+        if not request_id:
+            problems.append(FieldViolation("request_id", "is required"))
+        if as_of is not None and as_of > now:
+            problems.append(FieldViolation("as_of", "must not be in the future"))
+        if problems:
+            raise InvalidArgument.fields(problems)
+        until = as_of or now
+        record = await self._store.invoice_runs.start_run(namespace, request_id, until, customer_keys, now)
+        if record.customer_keys != tuple(sorted(customer_keys)) or (
+            as_of is not None and record.as_of != as_of
+        ):
+            raise AlreadyExists(
+                f"request_id {request_id!r} was used for another invoice run",
+                reason="ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
+            )
+        if record.finished:
+            return await self._result(namespace, record)
+        until = record.as_of  # a resumed run invoices up to the instant the first attempt chose
+        examined = 0
+        already = 0
+        after_id: str | None = None
+        while True:
+            batch = await self._store.invoice_runs.due(
+                namespace, until, customer_keys=customer_keys, after_id=after_id, limit=BATCH_SUBSCRIPTIONS
+            )
+            if not batch:
+                break
+            after_id = batch[-1].id
+            examined += len(batch)
+            already += await self._run_batch(namespace, request_id, batch, until)
+        finished = await self._store.invoice_runs.finish_run(namespace, request_id, examined, already, now)
+        log.info("invoices.run", subscriptions=examined, invoices=len(finished.invoice_ids), as_of=until)
+        return await self._result(namespace, finished)
+
+    async def _result(self, namespace: str, record: RunRecord) -> RunResult:
+        keyed = []
+        for invoice_id in record.invoice_ids:
+            invoice = await self._store.invoices.get(namespace, invoice_id, lines=False)
+            keyed.append((invoice.customer_key if invoice else "", invoice_id))
+        return RunResult(
+            tuple(i for _, i in sorted(keyed)), record.subscription_count, record.already_invoiced_count
+        )
+
+    async def _run_batch(
+        self, namespace: str, request_id: str, batch: Sequence[StoredSubscription], until: datetime
+    ) -> int:
+        customers = await self._customers(namespace, {s.customer_key for s in batch})
+        work = [
+            (sub, source, customers[sub.customer_key])
+            for sub in batch
+            if sub.customer_key in customers
+            for source in _sources(sub, until)
+        ]
+        parts = await self._compute(namespace, work)
+        invoices: dict[tuple[str, str, str, datetime], _Invoice] = {}
+        for part in parts:
+            customer = customers[part.subscription.customer_key]
+            key = (customer.key, customer.currency, part.source.kind.value, part.source.end)
+            if key not in invoices:
+                name = f"{namespace}/{customer.key}/{customer.currency}/{key[2]}/{key[3].isoformat()}"
+                invoices[key] = _Invoice(
+                    customer.key,
+                    str(uuid.uuid5(_INVOICE_IDS, name)),
+                    InvoiceStatus.DRAFT,
+                    part.source.end + self._delay,
+                )
+            invoices[key].parts.append(part)
+        gate = asyncio.Semaphore(CONCURRENT_INVOICES)
+
+        async def store(invoice: _Invoice) -> int:
+            async with gate:
+                return await self._store_invoice(namespace, request_id, invoice)
+
+        # Invoices of one subscription must be stored in period order (invoiced_through only moves on).
+        by_subscription: dict[str, list[_Invoice]] = defaultdict(list)
+        for invoice in sorted(invoices.values(), key=lambda i: i.parts[0].source.end):
+            by_subscription[invoice.parts[0].subscription.id].append(invoice)
+
+        async def in_order(chain: list[_Invoice]) -> int:
+            return sum([await store(invoice) for invoice in chain])
+
+        return sum(await asyncio.gather(*(in_order(chain) for chain in by_subscription.values())))
+
+    async def _store_invoice(self, namespace: str, request_id: str | None, invoice: _Invoice) -> int:
+        """Store one invoice and move its subscriptions on; returns how many parts were already
+        invoiced by another run (those are left out)."""
+        at = self._clock.now()
+        async with self._store.transaction() as tx:
+            fresh: list[_Part] = []
+            already = 0
+            for part in invoice.parts:
+                locked = await tx.subscriptions.get(namespace, part.subscription.id, lock="FOR UPDATE")
+                if locked is None or _invoiced(locked, part.source):
+                    already += 1
+                    continue
+                if locked.update_time != part.subscription.update_time:
+                    # Changed since the charges were computed (a plan change, a cancellation): the next
+                    # run computes them anew.
+                    continue
+                fresh.append(part)
+            lines = [p for p in fresh if p.part.charges]
+            if lines:
+                await save_draft(
+                    tx,
+                    namespace,
+                    DraftInput(
+                        customer_key=invoice.customer_key,
+                        parts=[p.part for p in lines],
+                        status=invoice.status,
+                        collection_time=invoice.collection_time,
+                        invoice_id=invoice.invoice_id,
+                    ),
+                    at,
+                )
+                await tx.invoice_runs.add_sources(namespace, invoice.invoice_id, [p.source for p in lines])
+                if request_id is not None:
+                    await tx.invoice_runs.add_invoice(namespace, request_id, invoice.invoice_id)
+            for part in fresh:
+                if part.source.kind is not SourceKind.PROGRESSIVE:
+                    timeline = part.subscription.timeline
+                    through = part.source.end
+                    await tx.subscriptions.set_invoiced_through(
+                        namespace, part.subscription.id, through, next_period_end(timeline, through)
+                    )
+        return already
+
+    # --- progressive invoices, previews and recalculation ---------------------------------------------
+
+    async def progressive(
+        self,
+        namespace: str,
+        request_id: str,
+        customer_key: str,
+        subscription_ids: Sequence[str],
+        as_of: datetime | None,
+    ) -> str:
+        """A DRAFT invoice of the usage and fees due so far in the current periods; returns its id."""
+        now = self._clock.now()
+        problems = []
+        if not request_id:
+            problems.append(FieldViolation("request_id", "is required"))
+        if not customer_key:
+            problems.append(FieldViolation("customer_key", "is required"))
+        if as_of is not None and as_of > now:
+            problems.append(FieldViolation("as_of", "must not be in the future"))
+        if problems:
+            raise InvalidArgument.fields(problems)
+        at = as_of or now
+        invoice_id = str(uuid.uuid5(_INVOICE_IDS, f"{namespace}/progressive/{request_id}"))
+        existing = await self._store.invoices.get(namespace, invoice_id, lines=False)
+        if existing is not None:
+            if existing.customer_key != customer_key:
+                raise AlreadyExists(
+                    f"request_id {request_id!r} was used for another invoice",
+                    reason="ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
+                )
+            return invoice_id
+        customer = await self._store.customers.get(namespace, customer_key)
+        if customer is None:
+            raise NotFound(
+                f"customer {customer_key!r} not found", resource_type="customer", resource_name=customer_key
+            )
+        subs = await self._running_subscriptions(namespace, customer_key, subscription_ids, at)
+        work = [
+            (
+                sub,
+                InvoiceSource(sub.id, SourceKind.PROGRESSIVE, sub.timeline.billing_period(at).start, at),
+                customer,
+            )
+            for sub in subs
+        ]
+        parts = [p for p in await self._compute(namespace, work) if p.part.charges]
+        if not parts or not any(p.part.draft.lines for p in parts):
+            raise FailedPrecondition(
+                f"customer {customer_key!r} has nothing to invoice up to {at.isoformat()}"
+            )
+        invoice = _Invoice(customer_key, invoice_id, InvoiceStatus.DRAFT, at + self._delay, parts)
+        async with self._store.transaction() as tx:
+            await save_draft(
+                tx,
+                namespace,
+                DraftInput(
+                    customer_key=customer_key,
+                    parts=[p.part for p in parts],
+                    progressive=True,
+                    collection_time=invoice.collection_time,
+                    invoice_id=invoice_id,
+                ),
+                now,
+            )
+            await tx.invoice_runs.add_sources(namespace, invoice_id, [p.source for p in parts])
+        return invoice_id
+
+    async def _running_subscriptions(
+        self, namespace: str, customer_key: str, subscription_ids: Sequence[str], at: datetime
+    ) -> list[StoredSubscription]:
+        found = []
+        if subscription_ids:
+            for subscription_id in subscription_ids:
+                sub = await self._store.subscriptions.get(namespace, subscription_id)
+                if sub is None or sub.customer_key != customer_key:
+                    raise NotFound(
+                        f"subscription {subscription_id!r} of customer {customer_key!r} not found",
+                        resource_type="subscription",
+                        resource_name=subscription_id,
+                    )
+                found.append(sub)
+        else:
+            found = await self._store.invoice_runs.of_customer(namespace, customer_key)
+        return [
+            s for s in found if s.timeline.start <= at and (s.timeline.end is None or at < s.timeline.end)
+        ]
+
+    async def preview(self, namespace: str, subscription_id: str, as_of: datetime | None) -> Invoice:
+        """The current period's invoice as if the period ended at ``as_of``; nothing is stored."""
+        at = as_of or self._clock.now()
+        sub = await self._store.subscriptions.get(namespace, subscription_id)
+        if sub is None:
+            raise NotFound(
+                f"subscription {subscription_id!r} not found",
+                resource_type="subscription",
+                resource_name=subscription_id,
+            )
+        timeline = sub.timeline
+        if timeline.end is not None and timeline.end <= at:
+            raise FailedPrecondition(f"subscription {subscription_id!r} is canceled: nothing to preview")
+        customer = await self._store.customers.get(namespace, sub.customer_key)
+        assert customer is not None  # a subscription's customer is never removed, only marked deleted
+        period = timeline.billing_period(max(at, timeline.start))
+        source = InvoiceSource(sub.id, SourceKind.PERIOD, period.start, period.end)
+        [part] = await self._compute(namespace, [(sub, source, customer)], usage_until=at)
+        lines = tuple(computed_lines("", [part.part]))
+        return Invoice(
+            id="",
+            customer_key=customer.key,
+            currency=customer.currency,
+            status=InvoiceStatus.GATHERING,
+            create_time=at,
+            update_time=at,
+            lines=lines,
+            totals=compute_totals(lines, customer.currency),
+            period=part.part.draft.period,
+            customer_name=customer.name,
+            billing_address=customer.billing_address,
+        )
+
+    async def recalculate(self, namespace: str, invoice: Invoice) -> None:
+        """Re-rate a GATHERING or DRAFT invoice's sources with the latest usage (the Recalculator)."""
+        sources = await self._store.invoice_runs.sources(namespace, invoice.id)
+        if not sources:
+            return  # not computed by a run (or nothing left of it): nothing to re-rate
+        customer = await self._store.customers.get(namespace, invoice.customer_key)
+        assert customer is not None
+        work = []
+        for source in sources:
+            sub = await self._store.subscriptions.get(namespace, source.subscription_id)
+            assert sub is not None
+            work.append((sub, source, customer))
+        parts = await self._compute(namespace, work, exclude_invoice_id=invoice.id)
+        async with self._store.transaction() as tx:
+            await save_draft(
+                tx,
+                namespace,
+                DraftInput(
+                    customer_key=invoice.customer_key,
+                    parts=[p.part for p in parts],
+                    status=invoice.status,
+                    progressive=invoice.progressive,
+                    invoice_id=invoice.id,
+                ),
+                self._clock.now(),
+            )
+
+
+def _invoiced(sub: StoredSubscription, source: InvoiceSource) -> bool:
+    """Whether another run invoiced the source already."""
+    if source.kind is SourceKind.PROGRESSIVE:
+        return False
+    if sub.invoiced_through is None:
+        return False
+    return source.end <= sub.invoiced_through if source.kind is SourceKind.PERIOD else True
+
+
+class CollectionLoop:
+    """Every interval, issues the DRAFT invoices whose collection time has passed: ``IssueInvoice``
+    recalculates each a last time (late usage up to then counts), numbers it and applies credits."""
+
+    def __init__(self, store: BillingStore, invoices: InvoiceService, clock: Clock, interval_seconds: float):
+        self._store = store
+        self._invoices = invoices
+        self._clock = clock
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the loop."""
+        self._task = asyncio.create_task(self._run(), name="invoice-collection")
+
+    async def stop(self) -> None:
+        """Stop the loop."""
+        await stop_task(self._task)
+
+    async def issue_due(self) -> int:
+        """Issue what is due now; returns how many were issued."""
+        issued = 0
+        for namespace, invoice_id in await self._store.invoice_runs.collectable(self._clock.now(), 100):
+            try:
+                await self._invoices.issue(namespace, invoice_id)
+                issued += 1
+            except DomainError as exc:  # e.g. voided meanwhile, or ingest down: the next round retries
+                log.warning("invoice.auto_issue_failed", invoice_id=invoice_id, error=exc.message)
+        return issued
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.issue_due()
+            except Exception:  # a database hiccup must not end the loop; the next round retries
+                log.exception("invoice.collection_round_failed")

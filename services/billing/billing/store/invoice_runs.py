@@ -1,0 +1,201 @@
+"""SQL of the invoice run: its request-id record, the sources of computed invoices, and what is due."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+from billing.domain.subscriptions import StoredSubscription
+from billing.store.executor import Executor
+from billing.store.subscriptions import _COLUMNS, _subscription
+
+
+class SourceKind(StrEnum):
+    """What part of a subscription's timeline an invoice bills."""
+
+    INITIAL = "initial"
+    """The charges due at the subscription's start (in-advance fees of its first period)."""
+    PERIOD = "period"
+    """The charges due at one billing period's end."""
+    PROGRESSIVE = "progressive"
+    """The charges due up to an instant within a period (a progressive invoice)."""
+
+
+@dataclass(frozen=True)
+class InvoiceSource:
+    """One subscription's part of an invoice: ``[start, end)`` is the billing period (for INITIAL, the
+    subscription's start twice; for PROGRESSIVE, the period's start and the cut)."""
+
+    subscription_id: str
+    kind: SourceKind
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A RunInvoices request as recorded."""
+
+    as_of: datetime
+    customer_keys: tuple[str, ...]
+    invoice_ids: tuple[str, ...]
+    subscription_count: int
+    already_invoiced_count: int
+    finished: bool
+
+
+def _run(row: asyncpg.Record) -> RunRecord:
+    return RunRecord(
+        as_of=row["as_of"],
+        customer_keys=tuple(row["customer_keys"]),
+        invoice_ids=tuple(str(i) for i in row["invoice_ids"]),
+        subscription_count=row["subscription_count"],
+        already_invoiced_count=row["already_invoiced_count"],
+        finished=row["finish_time"] is not None,
+    )
+
+
+class InvoiceRunStore:
+    """Invoice runs and invoice sources, by namespace."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def start_run(
+        self, namespace: str, request_id: str, as_of: datetime, customer_keys: Sequence[str], at: datetime
+    ) -> RunRecord:
+        """The run of this request id: recorded now, or as an earlier call recorded it."""
+        row = await self._db.fetchrow(
+            """
+            INSERT INTO invoice_runs (namespace, request_id, as_of, customer_keys, create_time)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (namespace, request_id) DO UPDATE SET request_id = EXCLUDED.request_id
+            RETURNING *
+            """,
+            namespace,
+            request_id,
+            as_of,
+            sorted(customer_keys),
+            at,
+        )
+        assert row is not None
+        return _run(row)
+
+    async def add_invoice(self, namespace: str, request_id: str, invoice_id: str) -> None:
+        """Note that the run made (or moved to DRAFT) this invoice."""
+        await self._db.execute(
+            """
+            UPDATE invoice_runs SET invoice_ids = array_append(invoice_ids, $3::uuid)
+            WHERE namespace = $1 AND request_id = $2 AND NOT ($3::uuid = ANY(invoice_ids))
+            """,
+            namespace,
+            request_id,
+            invoice_id,
+        )
+
+    async def finish_run(
+        self, namespace: str, request_id: str, subscriptions: int, already_invoiced: int, at: datetime
+    ) -> RunRecord:
+        """Record the run's counts and that it finished."""
+        row = await self._db.fetchrow(
+            """
+            UPDATE invoice_runs
+            SET subscription_count = $3, already_invoiced_count = $4, finish_time = $5
+            WHERE namespace = $1 AND request_id = $2
+            RETURNING *
+            """,
+            namespace,
+            request_id,
+            subscriptions,
+            already_invoiced,
+            at,
+        )
+        assert row is not None
+        return _run(row)
+
+    async def due(
+        self,
+        namespace: str,
+        until: datetime,
+        *,
+        customer_keys: Sequence[str],
+        after_id: str | None,
+        limit: int,
+    ) -> list[StoredSubscription]:
+        """Subscriptions with something to invoice by ``until``: a billing period ended and not invoiced,
+        or a start not invoiced yet; by id after ``after_id``."""
+        rows = await self._db.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM subscriptions
+            WHERE namespace = $1
+              AND ((next_period_end IS NOT NULL AND next_period_end <= $2)
+                   OR (invoiced_through IS NULL AND start_time <= $2
+                       AND (end_time IS NULL OR end_time > start_time)))
+              AND (cardinality($3::text[]) = 0 OR customer_key = ANY($3::text[]))
+              AND ($4::uuid IS NULL OR id > $4::uuid)
+            ORDER BY id
+            LIMIT $5
+            """,
+            namespace,
+            until,
+            list(customer_keys),
+            after_id,
+            limit,
+        )
+        return [_subscription(row) for row in rows]
+
+    async def of_customer(self, namespace: str, customer_key: str) -> list[StoredSubscription]:
+        """Every subscription of a customer."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM subscriptions WHERE namespace = $1 AND customer_key = $2 ORDER BY start_time",
+            namespace,
+            customer_key,
+        )
+        return [_subscription(row) for row in rows]
+
+    async def add_sources(self, namespace: str, invoice_id: str, sources: Sequence[InvoiceSource]) -> None:
+        """Record what an invoice bills (again: a recalculation records nothing new)."""
+        await self._db.executemany(
+            """
+            INSERT INTO invoice_sources (namespace, invoice_id, subscription_id, kind, period_start, period_end)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT DO NOTHING
+            """,
+            [(namespace, invoice_id, s.subscription_id, s.kind.value, s.start, s.end) for s in sources],
+        )
+
+    async def sources(self, namespace: str, invoice_id: str) -> list[InvoiceSource]:
+        """What an invoice bills, in order."""
+        rows = await self._db.fetch(
+            """
+            SELECT subscription_id, kind, period_start, period_end FROM invoice_sources
+            WHERE namespace = $1 AND invoice_id = $2
+            ORDER BY subscription_id, period_end, kind
+            """,
+            namespace,
+            invoice_id,
+        )
+        return [
+            InvoiceSource(
+                str(r["subscription_id"]), SourceKind(r["kind"]), r["period_start"], r["period_end"]
+            )
+            for r in rows
+        ]
+
+    async def collectable(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(namespace, id) of DRAFT invoices whose collection time has passed, oldest first."""
+        rows = await self._db.fetch(
+            """
+            SELECT namespace, id FROM invoices
+            WHERE status = 'draft' AND collection_time IS NOT NULL AND collection_time <= $1
+            ORDER BY collection_time
+            LIMIT $2
+            """,
+            now,
+            limit,
+        )
+        return [(r["namespace"], str(r["id"])) for r in rows]
