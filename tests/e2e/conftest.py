@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import subprocess
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.support.processes import SERVICES, service_env, spawn_service, stop, wait_healthy
+from tests.support.processes import SERVICES, service_env, start_service, stop
 
 
 @dataclass
@@ -57,7 +56,8 @@ async def cluster(
     cluster = Cluster(env=env)
     try:
         for name in SERVICES:
-            process, port, metrics_port = spawn_service(name, env, tmp_path)
+            # One at a time: each is healthy before the next is told its address.
+            process, port, metrics_port = await start_service(name, env, tmp_path)
             if name == "ingest":  # catalog (meters) and entitlements (usage), started next, ask ingest
                 env["METERING_CATALOG_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
                 env["METERING_ENTITLEMENTS_INGEST_ADDRESS"] = f"127.0.0.1:{port}"
@@ -75,9 +75,6 @@ async def cluster(
                 log_path=tmp_path / f"{name}.log",
                 channel=grpc.aio.insecure_channel(f"127.0.0.1:{port}"),
             )
-        await asyncio.gather(
-            *(wait_healthy(s.port, s.process, s.log_path) for s in cluster.services.values())
-        )
         for service in cluster.services.values():
             service.stub = _stub_class(service.name)(service.channel)
         yield cluster

@@ -26,7 +26,7 @@ from metering.ingest.v1 import ingest_pb2
 from tests.e2e.conftest import Cluster
 from tests.integration.entitlements.helpers import d, dec, metered_config
 from tests.integration.ingest.helpers import SUM, event, meter, total, ts
-from tests.support.processes import spawn_service, stop, wait_healthy
+from tests.support.processes import start_service, stop
 
 EVENT_TYPE = "llm.request"
 FEATURE = "gpt4_tokens"
@@ -38,9 +38,8 @@ async def replicas(cluster: Cluster, tmp_path: Path) -> AsyncIterator[list[Stub]
     """The cluster's entitlements process and a second one on the same database and Redis."""
     log_dir = tmp_path / "second-replica"
     log_dir.mkdir()
-    process, port, _ = spawn_service("entitlements", cluster.env, log_dir)
+    process, port, _ = await start_service("entitlements", cluster.env, log_dir)
     try:
-        await wait_healthy(port, process, log_dir / "entitlements.log")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield [cluster["entitlements"].stub, Stub(channel)]
     finally:

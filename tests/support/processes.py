@@ -71,6 +71,25 @@ async def wait_healthy(
             await asyncio.sleep(0.1)
 
 
+async def start_service(
+    name: str, env: Mapping[str, str], log_dir: Path, attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """``spawn_service``, then wait until it is healthy. A free port can be taken by another process
+    between being chosen and being bound; a service that exits with "Address already in use" is started
+    again on new ports."""
+    for attempt in range(1, attempts + 1):
+        process, port, metrics_port = spawn_service(name, env, log_dir)
+        try:
+            await wait_healthy(port, process, log_dir / f"{name}.log")
+        except AssertionError as failure:
+            stop(process)
+            if "Address already in use" not in str(failure) or attempt == attempts:
+                raise
+            continue
+        return process, port, metrics_port
+    raise AssertionError("unreachable")
+
+
 def stop(process: subprocess.Popen[bytes], within_s: float = 30.0) -> int:
     """SIGTERM, wait, kill if it does not stop; returns the exit code."""
     if process.poll() is None:
