@@ -225,7 +225,7 @@ class InvoiceRun:
         already = 0
         after_id: str | None = None
         while True:
-            batch = await self._store.invoice_runs.due(
+            batch = await self._store.subscriptions.due_for_invoicing(
                 namespace, until, customer_keys=customer_keys, after_id=after_id, limit=BATCH_SUBSCRIPTIONS
             )
             if not batch:
@@ -411,7 +411,7 @@ class InvoiceRun:
                     )
                 found.append(sub)
         else:
-            found = await self._store.invoice_runs.of_customer(namespace, customer_key)
+            found = await self._store.subscriptions.of_customer(namespace, customer_key)
         return [
             s for s in found if s.timeline.start <= at and (s.timeline.end is None or at < s.timeline.end)
         ]

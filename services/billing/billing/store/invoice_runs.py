@@ -1,4 +1,4 @@
-"""SQL of the invoice run: its request-id record, the sources of computed invoices, and what is due."""
+"""SQL of the invoice run: its request-id record, the sources of computed invoices, drafts to issue."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from billing.domain.subscriptions import StoredSubscription
 from billing.store.executor import Executor
-from billing.store.subscriptions import _COLUMNS, _subscription
 
 
 class SourceKind(StrEnum):
@@ -116,46 +114,6 @@ class InvoiceRunStore:
         )
         assert row is not None
         return _run(row)
-
-    async def due(
-        self,
-        namespace: str,
-        until: datetime,
-        *,
-        customer_keys: Sequence[str],
-        after_id: str | None,
-        limit: int,
-    ) -> list[StoredSubscription]:
-        """Subscriptions with something to invoice by ``until``: a billing period ended and not invoiced,
-        or a start not invoiced yet; by id after ``after_id``."""
-        rows = await self._db.fetch(
-            f"""
-            SELECT {_COLUMNS} FROM subscriptions
-            WHERE namespace = $1
-              AND ((next_period_end IS NOT NULL AND next_period_end <= $2)
-                   OR (invoiced_through IS NULL AND start_time <= $2
-                       AND (end_time IS NULL OR end_time > start_time)))
-              AND (cardinality($3::text[]) = 0 OR customer_key = ANY($3::text[]))
-              AND ($4::uuid IS NULL OR id > $4::uuid)
-            ORDER BY id
-            LIMIT $5
-            """,
-            namespace,
-            until,
-            list(customer_keys),
-            after_id,
-            limit,
-        )
-        return [_subscription(row) for row in rows]
-
-    async def of_customer(self, namespace: str, customer_key: str) -> list[StoredSubscription]:
-        """Every subscription of a customer."""
-        rows = await self._db.fetch(
-            f"SELECT {_COLUMNS} FROM subscriptions WHERE namespace = $1 AND customer_key = $2 ORDER BY start_time",
-            namespace,
-            customer_key,
-        )
-        return [_subscription(row) for row in rows]
 
     async def add_sources(self, namespace: str, invoice_id: str, sources: Sequence[InvoiceSource]) -> None:
         """Record what an invoice bills (again: a recalculation records nothing new)."""

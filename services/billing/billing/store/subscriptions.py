@@ -6,6 +6,7 @@ copied from it for filters and indexes, all rewritten together on every change (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -202,6 +203,46 @@ class SubscriptionStore:
             customer_keys,
             after_id,
             limit,
+        )
+        return [_subscription(row) for row in rows]
+
+    async def due_for_invoicing(
+        self,
+        namespace: str,
+        until: datetime,
+        *,
+        customer_keys: Sequence[str],
+        after_id: str | None,
+        limit: int,
+    ) -> list[StoredSubscription]:
+        """Subscriptions with something to invoice by ``until``: a billing period ended and not invoiced,
+        or a start not invoiced yet; by id after ``after_id``."""
+        rows = await self._db.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM subscriptions
+            WHERE namespace = $1
+              AND ((next_period_end IS NOT NULL AND next_period_end <= $2)
+                   OR (invoiced_through IS NULL AND start_time <= $2
+                       AND (end_time IS NULL OR end_time > start_time)))
+              AND (cardinality($3::text[]) = 0 OR customer_key = ANY($3::text[]))
+              AND ($4::uuid IS NULL OR id > $4::uuid)
+            ORDER BY id
+            LIMIT $5
+            """,
+            namespace,
+            until,
+            list(customer_keys),
+            after_id,
+            limit,
+        )
+        return [_subscription(row) for row in rows]
+
+    async def of_customer(self, namespace: str, customer_key: str) -> list[StoredSubscription]:
+        """Every subscription of a customer."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM subscriptions WHERE namespace = $1 AND customer_key = $2 ORDER BY start_time",
+            namespace,
+            customer_key,
         )
         return [_subscription(row) for row in rows]
 

@@ -8,6 +8,7 @@ publications, or a publication and a new draft, never interleave.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,7 +97,7 @@ class ListVersionsInput:
         )
 
 
-class VersionService(Generic[V]):
+class VersionService(ABC, Generic[V]):
     """Read, list, publish, archive and copy the versions of one kind."""
 
     RESOURCE_TYPE: ClassVar[str]
@@ -113,15 +114,16 @@ class VersionService(Generic[V]):
 
     # --- what differs between plans and add-ons ------------------------------------------------------------
 
-    def _table(self, stores: Stores) -> VersionStore[V]:
-        raise NotImplementedError
+    @abstractmethod
+    def _table(self, stores: Stores) -> VersionStore[V]: ...
 
-    def _rate_cards(self, version: V) -> list[RateCard]:
-        raise NotImplementedError
+    @abstractmethod
+    def _rate_cards(self, version: V) -> list[RateCard]: ...
 
+    @abstractmethod
     def _validate_stored(self, version: V, refs: References) -> None:
         """Validate a stored DRAFT in full before it is published."""
-        raise NotImplementedError
+        ...
 
     # --- shared --------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ its status at an instant is the SQL function ``version_status`` (migration 0002)
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,7 @@ class VersionRef:
     version: int
 
 
-class VersionStore(Generic[V]):
+class VersionStore(ABC, Generic[V]):
     """The versions of one kind (plans or add-ons), by namespace, key and version number."""
 
     TABLE: ClassVar[str]
@@ -63,12 +64,13 @@ class VersionStore(Generic[V]):
 
     # --- row mapping, per kind -------------------------------------------------------------------------
 
+    @abstractmethod
     def _values(self, version: V) -> tuple[Any, ...]:
         """currency, content, feature_keys, then EXTRA_COLUMNS."""
-        raise NotImplementedError
+        ...
 
-    def _from_row(self, row: asyncpg.Record) -> V:
-        raise NotImplementedError
+    @abstractmethod
+    def _from_row(self, row: asyncpg.Record) -> V: ...
 
     @property
     def _columns(self) -> str:
