@@ -13,7 +13,9 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 import redis.asyncio
 
@@ -27,6 +29,26 @@ SERVICE_SCHEMAS: dict[str, tuple[str, Path]] = {}
 for _name in ("ingest", "catalog", "entitlements", "billing"):
     _module = __import__(_name)
     SERVICE_SCHEMAS[_name] = (_module.SCHEMA, _module.MIGRATIONS_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _channels_own_their_subchannels() -> Iterator[None]:
+    """Every gRPC channel made in the test process gets subchannels of its own.
+
+    grpc shares subchannels between channels to the same address across the whole process. Tests start
+    and stop servers on free ports; when a port comes back for a new server, a new channel would reuse the
+    old server's subchannel, still backing off after its refused connections, and its first calls would
+    fail with UNAVAILABLE although the new server is listening.
+    """
+    original = grpc.aio.insecure_channel
+
+    def insecure_channel(target: str, options: Any = None, *args: Any, **kwargs: Any) -> grpc.aio.Channel:
+        own = [*(options or ()), ("grpc.use_local_subchannel_pool", 1)]
+        return original(target, own, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grpc.aio, "insecure_channel", insecure_channel)
+        yield
 
 
 @pytest.fixture(scope="session")
