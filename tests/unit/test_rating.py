@@ -250,6 +250,31 @@ def test_progressive_minimum_spend_comes_once_on_the_final_invoice() -> None:
     assert last.amount_of(LineKind.MINIMUM_SPEND) == 50
 
 
+def test_late_usage_after_a_final_invoice_with_minimum_spend_shrinks_the_minimum_spend() -> None:
+    price, floor = UnitPrice(D(1)), Commitments(minimum_amount=D(20))
+    final = _rate(price, D(5), commitments=floor)
+    assert (final.amount_of(LineKind.USAGE), final.amount_of(LineKind.MINIMUM_SPEND)) == (5, 15)
+    late = _rate(price, D(3), commitments=floor, already_billed=D(5), billed_as_final=True)
+    assert [(line.kind, line.amount) for line in late] == [
+        (LineKind.USAGE, 3),
+        (LineKind.MINIMUM_SPEND, -3),
+    ]
+    assert late.total == 0
+
+
+def test_late_usage_past_the_minimum_bills_only_what_exceeds_it() -> None:
+    price, floor = UnitPrice(D(1)), Commitments(minimum_amount=D(20))
+    late = _rate(price, D(25), commitments=floor, already_billed=D(5), billed_as_final=True)
+    assert late.amount_of(LineKind.USAGE) == 25
+    assert late.amount_of(LineKind.MINIMUM_SPEND) == -15
+    assert late.total == 10  # 30 in all, of which 20 were billed
+
+
+def test_late_usage_after_a_final_invoice_without_commitments_is_its_own_rating() -> None:
+    late = _rate(GT, D(10), already_billed=D(12), billed_as_final=True)
+    assert late.total == _rate(GT, D(10), already_billed=D(12)).total == 22
+
+
 def test_progressive_with_no_new_usage_adds_nothing() -> None:
     assert _rate(GT, D(0), already_billed=D(12)).lines == ()
 

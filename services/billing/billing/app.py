@@ -92,7 +92,11 @@ async def build(
         app.on_stop.append(ingest.close)
         usage = ingest
     run = InvoiceRun(
-        store, clock, usage, collection_delay=timedelta(seconds=settings.collection_delay_seconds)
+        store,
+        clock,
+        usage,
+        collection_delay=timedelta(seconds=settings.collection_delay_seconds),
+        late_usage=timedelta(days=settings.late_usage_days),
     )
     invoices.use_recalculator(run)
     collection = CollectionLoop(store, invoices, clock, settings.issue_interval_seconds)

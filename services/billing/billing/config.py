@@ -74,6 +74,12 @@ class Settings(ServiceSettings):
         "How long after its period ends a DRAFT invoice is recalculated on late usage before it is issued "
         "automatically, in seconds.",
     )
+    late_usage_days: int = setting(
+        "LATE_USAGE_DAYS",
+        32,
+        "How long after a usage period ends usage reported for it is still billed, on the next invoice "
+        "once the period's invoice was issued, in days (as long as ingest's dedupe horizon by default).",
+    )
     issue_interval_seconds: float = setting(
         "ISSUE_INTERVAL_SECONDS",
         60.0,
@@ -105,6 +111,8 @@ class Settings(ServiceSettings):
             problems.append(f"{self.env_name('INGEST_ATTEMPTS')}: must be at least 1")
         if self.collection_delay_seconds < 0:
             problems.append(f"{self.env_name('COLLECTION_DELAY_SECONDS')}: must not be negative")
+        if self.late_usage_days < 0:
+            problems.append(f"{self.env_name('LATE_USAGE_DAYS')}: must not be negative")
         if self.issue_interval_seconds <= 0:
             problems.append(f"{self.env_name('ISSUE_INTERVAL_SECONDS')}: must be positive")
         problem = _address_problem(self.catalog_address)

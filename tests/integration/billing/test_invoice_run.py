@@ -23,7 +23,15 @@ from metering.catalog.v1 import catalog_pb2_grpc
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.clock import FixedClock
 from meterlib.server import ServiceRunner
-from tests.integration.billing.helpers import Billing, create_customer, customer, rpc_error, ts
+from tests.integration.billing.helpers import (
+    Billing,
+    Metadata,
+    create_customer,
+    customer,
+    md,
+    rpc_error,
+    ts,
+)
 from tests.integration.billing.invoice_helpers import get_invoice, issue
 from tests.integration.ingest.helpers import event
 
@@ -49,34 +57,43 @@ async def catalog(catalog_server: ServiceRunner) -> AsyncIterator[catalog_pb2_gr
         yield catalog_pb2_grpc.CatalogServiceStub(channel)
 
 
-@pytest.fixture
-async def llm_provider(ingest: Any, catalog: Any, billing: Billing, clock: FixedClock) -> None:
-    """The LLM provider example's meters and catalog, its plans published now (mid-June 2024), and customer
+async def apply_llm_provider(
+    ingest: Any, catalog: Any, billing: Billing, clock: FixedClock, md: Metadata = None
+) -> None:
+    """The LLM provider example's meters and catalog in a namespace, its plans published now, and customer
     acme (subject acme-prod, USD)."""
     for item in yaml.safe_load((EXAMPLES / "llm-provider.meters.yaml").read_text())["meters"]:
         meter = json_format.ParseDict(item, ingest_pb2.Meter())
-        await ingest.CreateMeter(ingest_pb2.CreateMeterRequest(meter=meter))
+        await ingest.CreateMeter(ingest_pb2.CreateMeterRequest(meter=meter), metadata=md)
     document = yaml.safe_load((EXAMPLES / "llm-provider.yaml").read_text())
     for plan in document["plans"]:
         plan["effective_from"] = clock.now().isoformat().replace("+00:00", "Z")
-    await catalog.ApplyCatalog(cpb.ApplyCatalogRequest(document=yaml.safe_dump(document)))
-    await create_customer(billing, customer("acme", ["acme-prod"], currency="USD"))
+    await catalog.ApplyCatalog(cpb.ApplyCatalogRequest(document=yaml.safe_dump(document)), metadata=md)
+    await create_customer(billing, customer("acme", ["acme-prod"], currency="USD"), md=md)
+
+
+@pytest.fixture
+async def llm_provider(ingest: Any, catalog: Any, billing: Billing, clock: FixedClock) -> None:
+    """The LLM provider example in the default namespace, published now (mid-June 2024)."""
+    await apply_llm_provider(ingest, catalog, billing, clock)
 
 
 _numbers = iter(range(1, 1_000_000))
 
 
-async def use(ingest: Any, at: datetime, **data: Any) -> None:
+async def use(ingest: Any, at: datetime, md: Metadata = None, **data: Any) -> None:
     """One event of the example's kind at ``at`` ("llm.request" unless ``hours`` are given)."""
     kind = "llm.fine_tuning" if "hours" in data else "llm.request"
     sent = event(f"e-{next(_numbers)}", type=kind, subject="acme-prod", time=at, data=json.dumps(data))
-    reply = await ingest.Ingest(ingest_pb2.IngestRequest(events=[sent]))
+    reply = await ingest.Ingest(ingest_pb2.IngestRequest(events=[sent]), metadata=md)
     assert reply.accepted_count == 1, reply
 
 
-async def run(billing: Billing, request_id: str, as_of: datetime) -> pb.RunInvoicesResponse:
+async def run(
+    billing: Billing, request_id: str, as_of: datetime, md: Metadata = None
+) -> pb.RunInvoicesResponse:
     request = pb.RunInvoicesRequest(request_id=request_id, as_of=ts(as_of))
-    response: pb.RunInvoicesResponse = await billing.RunInvoices(request)
+    response: pb.RunInvoicesResponse = await billing.RunInvoices(request, metadata=md)
     return response
 
 
@@ -238,3 +255,143 @@ async def test_a_progressive_invoice_bills_the_usage_so_far_and_the_period_end_t
     assert total(final) == Decimal(3)  # only what the progressive invoice did not bill
     scale_input = [line for line in final.lines if Decimal(line.total.amount) == 3]
     assert [Decimal(line.previously_billed_quantity.value) for line in scale_input] == [Decimal(2_345_678)]
+
+
+SEPTEMBER_1 = datetime(2024, 9, 1, tzinfo=UTC)
+
+
+@pytest.mark.usefixtures("llm_provider")
+async def test_late_usage_after_issue_lands_in_the_next_invoice(
+    billing: Billing, ingest: Any, clock: FixedClock
+) -> None:
+    await subscribe_and_upgrade(billing, ingest, clock)
+    clock.set(AUGUST_1 + HALF_HOUR)
+    [july_id] = (await run(billing, "run-july", AUGUST_1)).invoice_ids
+    july = await issue(billing, july_id)
+    assert total(july) == Decimal(17)
+
+    # July usage reported after July's invoice was issued, and August usage.
+    clock.set(datetime(2024, 8, 10, tzinfo=UTC))
+    await use(ingest, datetime(2024, 7, 25, tzinfo=UTC), model="nle-large", input_tokens=1_000_000)
+    await use(ingest, datetime(2024, 8, 5, tzinfo=UTC), model="nle-large", output_tokens=500_000)
+    assert await get_invoice(billing, july_id) == july  # issued: immutable
+
+    clock.set(SEPTEMBER_1 + HALF_HOUR)
+    [august_id] = (await run(billing, "run-august", SEPTEMBER_1)).invoice_ids
+    august = await get_invoice(billing, august_id)
+    assert lines(august) == [
+        ("Fine-tuning", "2024-08-01", Decimal(0), Decimal(0)),
+        # Scale's July input tokens: 3,345,678 in all, 2,345,678 of them billed in July -> 1.00 more.
+        ("Input tokens", "2024-07-16", Decimal(3_345_678), Decimal("1.00")),
+        ("Input tokens", "2024-08-01", Decimal(0), Decimal("0.00")),
+        ("Output tokens", "2024-08-01", Decimal(500_000), Decimal("1.50")),
+    ]
+    late = august.lines[1]
+    assert Decimal(late.previously_billed_quantity.value) == Decimal(2_345_678)
+    assert "reported after its invoice was issued" in late.description
+    assert total(august) == Decimal("2.50")
+
+    # Once billed, the late usage is not billed again: the next invoice has only September's usage.
+    issued = await issue(billing, august_id)
+    assert total(issued) == Decimal("2.50")
+    clock.set(datetime(2024, 10, 1, tzinfo=UTC) + HALF_HOUR)
+    [september_id] = (await run(billing, "run-september", datetime(2024, 10, 1, tzinfo=UTC))).invoice_ids
+    assert total(await get_invoice(billing, september_id)) == Decimal(0)
+
+
+@pytest.mark.usefixtures("llm_provider")
+async def test_too_little_usage_for_a_minimum_commitment_gets_a_minimum_spend_line(
+    billing: Billing, ingest: Any, clock: FixedClock
+) -> None:
+    """Enterprise: output tokens at $0.0000024 with a $5,000 monthly minimum, input tokens at $0.0000008.
+
+    July: output 1,000,000 = 2.40, minimum spend 5,000 - 2.40 = 4,997.60; input 500,000 = 0.40; 5,000.40.
+    2,000,000 output tokens of July reported after July's invoice was issued add 4.80 of usage to August's
+    invoice and take as much off July's minimum spend; August, without usage, is the minimum: 5,000.00.
+    """
+    request = pb.CreateSubscriptionRequest(
+        request_id="sub-acme", customer_key="acme", plan_key="enterprise", start_time=ts(JULY_1)
+    )
+    await billing.CreateSubscription(request)
+    clock.set(JULY_16)
+    await use(ingest, JULY_16, model="nle-large", input_tokens=500_000, output_tokens=1_000_000)
+
+    clock.set(AUGUST_1 + HALF_HOUR)
+    [july_id] = (await run(billing, "run-july", AUGUST_1)).invoice_ids
+    july = await issue(billing, july_id)
+    assert lines(july) == [
+        ("Fine-tuning", "2024-07-01", Decimal(0), Decimal(0)),
+        ("Input tokens", "2024-07-01", Decimal(500_000), Decimal("0.40")),
+        ("Output tokens", "2024-07-01", Decimal(1_000_000), Decimal("2.40")),
+        ("Output tokens minimum spend", "2024-07-01", Decimal(1), Decimal("4997.60")),
+    ]
+    assert total(july) == Decimal("5000.40")
+    assert [line.type for line in july.lines][-1] == pb.LINE_TYPE_MINIMUM_SPEND
+
+    clock.set(datetime(2024, 8, 10, tzinfo=UTC))
+    await use(ingest, datetime(2024, 7, 20, tzinfo=UTC), model="nle-large", output_tokens=2_000_000)
+    clock.set(SEPTEMBER_1 + HALF_HOUR)
+    [august_id] = (await run(billing, "run-august", SEPTEMBER_1)).invoice_ids
+    august = await get_invoice(billing, august_id)
+    assert lines(august) == [
+        ("Fine-tuning", "2024-08-01", Decimal(0), Decimal(0)),
+        ("Input tokens", "2024-08-01", Decimal(0), Decimal(0)),
+        ("Output tokens", "2024-07-01", Decimal(3_000_000), Decimal("4.80")),
+        ("Output tokens minimum spend", "2024-07-01", Decimal(1), Decimal("-4.80")),
+        ("Output tokens", "2024-08-01", Decimal(0), Decimal(0)),
+        ("Output tokens minimum spend", "2024-08-01", Decimal(1), Decimal(5000)),
+    ]
+    assert total(august) == Decimal(5000)
+
+
+async def test_namespaces_are_isolated(
+    billing: Billing, ingest: Any, catalog: Any, clock: FixedClock
+) -> None:
+    """The same example, customer key and subject key in two namespaces, each with its own usage: each
+    namespace's run invoices only its own subscriptions, on its own usage, numbered on its own."""
+    other = md("other")
+    await apply_llm_provider(ingest, catalog, billing, clock)
+    await apply_llm_provider(ingest, catalog, billing, clock, md=other)
+    subscriptions = {}
+    for namespace in (None, other):
+        request = pb.CreateSubscriptionRequest(
+            request_id="sub-acme", customer_key="acme", plan_key="developer", start_time=ts(JULY_1)
+        )
+        reply = await billing.CreateSubscription(request, metadata=namespace)
+        subscriptions[namespace] = reply.subscription.id
+    assert subscriptions[None] != subscriptions[other]
+    clock.set(JULY_16)
+    await use(ingest, JULY_16, output_tokens=1_000_000)  # 6.00
+    await use(ingest, JULY_16, md=other, output_tokens=2_000_000)  # 12.00
+
+    for namespace, mine, theirs in (
+        (None, subscriptions[None], subscriptions[other]),
+        (other, subscriptions[other], subscriptions[None]),
+    ):
+        got = await billing.GetSubscription(pb.GetSubscriptionRequest(id=mine), metadata=namespace)
+        assert got.subscription.id == mine
+        error = await rpc_error(
+            billing.GetSubscription(pb.GetSubscriptionRequest(id=theirs), metadata=namespace)
+        )
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+
+    clock.set(AUGUST_1 + HALF_HOUR)
+    [default_id] = (await run(billing, "run", AUGUST_1)).invoice_ids
+    invoice = await issue(billing, default_id)
+    assert (invoice.number, total(invoice)) == ("INV-000001", Decimal(6))
+    # Nothing of the default namespace's run shows in the other one, which has not run yet.
+    error = await rpc_error(billing.GetInvoice(pb.GetInvoiceRequest(id=default_id), metadata=other))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert not (await billing.ListInvoices(pb.ListInvoicesRequest(), metadata=other)).invoices
+
+    # The same request id is another run in another namespace, with its own invoice and numbers.
+    [other_id] = (await run(billing, "run", AUGUST_1, md=other)).invoice_ids
+    assert other_id != default_id
+    other_invoice = await issue(billing, other_id, md=other)
+    assert (other_invoice.number, total(other_invoice)) == ("INV-000001", Decimal(12))
+    listed = await billing.ListInvoices(pb.ListInvoicesRequest())
+    assert [i.id for i in listed.invoices] == [default_id]
+    error = await rpc_error(
+        billing.PreviewInvoice(pb.PreviewInvoiceRequest(subscription_id=subscriptions[None]), metadata=other)
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND

@@ -5,7 +5,8 @@
   that order, and, on the period's final invoice only, a separate MINIMUM_SPEND line.
 - Progressive billing: with the usage already billed by earlier invoices of the period, the engine
   rates the cumulative usage and returns the difference; the line shows the cumulative quantity and
-  the previously billed one.
+  the previously billed one. Late usage (reported after the period's final invoice was issued) is
+  billed the same way on a later invoice, its minimum spend line shrinking by what it adds.
 - A flat fee is rated on ``proration * item quantity`` (the add-on's instances); it takes the rate
   card's percentage discount, not commitments, which are spend bounds on usage.
 - A proration credit is the same rating negated; its discounts are negative too (they shrink the
@@ -115,10 +116,16 @@ class LineDraft:
 @dataclass(frozen=True)
 class ChargeUsage:
     """A usage charge's usage: the new usage of its service period, and what earlier (progressive)
-    invoices of the same period already billed (None when none did)."""
+    invoices of the same period already billed (None when none did).
+
+    ``late`` when the period's final invoice was issued already: ``usage`` is then what was reported
+    after that, billed on a later invoice as the difference of two final ratings (minimum spend
+    included).
+    """
 
     usage: Usage
     already_billed: Usage | None = None
+    late: bool = False
 
 
 def draft_lines(
@@ -178,6 +185,7 @@ def _usage_lines(charge: Charge, usage: ChargeUsage, currency: str) -> list[Line
         commitments=_prorated(card.commitments, charge.proration),
         already_billed=usage.already_billed,
         final_invoice=charge.final,
+        billed_as_final=usage.late,
     )
     cells = _cells(rating)
     percent = card.discounts.percent
@@ -188,6 +196,9 @@ def _usage_lines(charge: Charge, usage: ChargeUsage, currency: str) -> list[Line
             net[key] = (line.amount if line else _ZERO) - off
     caps = _spread(-rating.amount_of(LineKind.MAXIMUM_COMMITMENT), net, currency)
     cumulative = usage.usage if usage.already_billed is None else add_usage(usage.already_billed, usage.usage)
+    period = period_text(charge.service_period) + (
+        ", reported after its invoice was issued" if usage.late else ""
+    )
     lines = []
     for key, line in cells.items():
         discounts: list[LineDiscount] = []
@@ -211,7 +222,7 @@ def _usage_lines(charge: Charge, usage: ChargeUsage, currency: str) -> list[Line
                 charge,
                 LineType.USAGE,
                 card.name,
-                period_text(charge.service_period),
+                period,
                 key or (),
                 _quantity(cumulative, key),
                 _quantity(usage.already_billed, key),
@@ -222,7 +233,7 @@ def _usage_lines(charge: Charge, usage: ChargeUsage, currency: str) -> list[Line
             )
         )
     for minimum in rating.of_kind(LineKind.MINIMUM_SPEND):
-        description = f"{period_text(charge.service_period)}, {minimum.description}"
+        description = f"{period}, {minimum.description}"
         lines.append(
             replace(
                 _line(

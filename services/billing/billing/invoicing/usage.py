@@ -66,6 +66,17 @@ def usage_minus(cumulative: Usage, billed: Usage | None) -> Usage:
     raise TypeError(f"usage of different kinds: {type(cumulative).__name__} and {type(billed).__name__}")
 
 
+def usage_is_zero(usage: Usage) -> bool:
+    """Whether the usage is nothing at all (no quantity, no event value, in no combination)."""
+    if isinstance(usage, GroupedUsage):
+        return all(_cell_total(cell) == 0 for cell in usage.by_combination.values())
+    return _cell_total(usage) == 0
+
+
+def _cell_total(cell: Decimal | EventValues) -> Decimal:
+    return cell.total if isinstance(cell, EventValues) else cell
+
+
 def _cell_minus(cell: Decimal | EventValues, before: Decimal | EventValues | None) -> Decimal | EventValues:
     if before is None:
         return cell

@@ -17,6 +17,7 @@ Rules (the design's SEMANTICS.md, "Prices" and "Progressive billing"; choices wh
 - Adjustments: usage discount → price → percentage discount → maximum commitment (negative line) →
   minimum spend (final invoice only). Credits* are the invoice's, applied to its total, not here.
 - Progressive billing: ``rate(..., already_billed=u)`` = rating(u + new) - rating(u without minimum).
+  Late usage after the final invoice (``billed_as_final``): rating(u + new) - rating(u with minimum).
 """
 
 from billing.rating.engine import rate

@@ -38,6 +38,7 @@ def rate(
     commitments: Commitments = NO_COMMITMENTS,
     already_billed: Usage | None = None,
     final_invoice: bool = True,
+    billed_as_final: bool = False,
 ) -> Rating:
     """Rate one rate card's usage in a billing period, adjustments included, at full precision.
 
@@ -51,6 +52,10 @@ def rate(
     period's earlier invoices) the result is what this invoice adds: the rating of the cumulative usage
     minus the rating of the already billed usage (billed without a minimum spend line), so that tiers,
     packages, free quantity and commitments behave as if the period were billed once.
+
+    ``billed_as_final`` says the already billed usage was billed by the period's final invoice, minimum
+    spend included: usage reported after that invoice was issued (late usage) is then the difference
+    of two final ratings, so a minimum spend line shrinks by what the late usage adds.
     """
     if isinstance(usage, Decimal):
         require_quantity(usage, "quantity")
@@ -59,7 +64,7 @@ def rate(
     if isinstance(already_billed, Decimal):
         require_quantity(already_billed, "already billed quantity")
     cumulative = _rate_period(price, add_usage(already_billed, usage), discounts, commitments, final_invoice)
-    billed = _rate_period(price, already_billed, discounts, commitments, final=False)
+    billed = _rate_period(price, already_billed, discounts, commitments, final=billed_as_final)
     return cumulative.minus(billed)
 
 

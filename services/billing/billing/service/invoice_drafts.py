@@ -160,11 +160,13 @@ def _billed_records(part: InvoicePart) -> list[BilledRecord]:
     records = []
     for charge in part.charges:
         usage = None
+        final = charge.final
         if charge.kind is ChargeKind.USAGE:
             if charge.id not in part.usage:
                 raise InvalidArgument(f"no usage given for usage charge {charge.id}")
             usage = part.usage[charge.id].usage
-        records.append(BilledRecord(charge.id, charge.final, usage, charge.service_period.end))
+            final = final and not part.usage[charge.id].late  # another invoice billed it for good
+        records.append(BilledRecord(charge.id, final, usage, charge.service_period.end))
     return records
 
 

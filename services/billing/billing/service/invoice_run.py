@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -32,15 +32,16 @@ from billing.domain import Customer
 from billing.domain.invoices import Invoice, InvoiceStatus, compute_totals
 from billing.domain.subscriptions import StoredSubscription, next_period_end
 from billing.invoicing import ChargeUsage
-from billing.invoicing.usage import usage_group_by, usage_minus, usage_of
-from billing.rating import Usage
+from billing.invoicing.usage import usage_group_by, usage_is_zero, usage_minus, usage_of
 from billing.service.invoice_drafts import DraftInput, InvoicePart, computed_lines, save_draft
 from billing.service.invoices import InvoiceService
 from billing.store import BillingStore
+from billing.store.billed import BilledCharge
 from billing.store.invoice_runs import InvoiceSource, RunRecord, SourceKind
 from billing.subscriptions import (
     Charge,
     ChargeKind,
+    charges_between,
     charges_for_period,
     initial_charges,
     progressive_charges,
@@ -62,6 +63,7 @@ from meterlib.tasks import stop_task
 log = get_logger("billing.invoices")
 
 _INVOICE_IDS: Final = uuid.UUID("0b7f5e52-3c0d-4d8e-a1f6-9e3b2c4d5a60")
+_INSTANT: Final = timedelta(microseconds=1)
 BATCH_SUBSCRIPTIONS: Final = 500
 """Subscriptions read, and usage asked of ingest, per batch of a run."""
 CONCURRENT_INVOICES: Final = 8
@@ -84,6 +86,44 @@ class _Part:
     subscription: StoredSubscription
     source: InvoiceSource
     part: InvoicePart
+
+
+@dataclass
+class _Pending:
+    """A source being computed: its charges (and late charges of earlier periods), what invoices billed
+    of the subscription's charges, and the usage read so far."""
+
+    subscription: StoredSubscription
+    source: InvoiceSource
+    customer: Customer
+    charges: list[Charge]
+    late: list[Charge]
+    billed: Mapping[str, BilledCharge]
+    usage: dict[str, ChargeUsage] = field(default_factory=dict)
+
+    def part(self) -> _Part:
+        """The computed part; late charges without late usage are left out."""
+        late = [c for c in self.late if not usage_is_zero(self.usage[c.id].usage)]
+        charges = sorted((*self.charges, *late), key=lambda c: c.sort_key)
+        usage = {c.id: self.usage[c.id] for c in charges if c.id in self.usage}
+        sub = self.subscription
+        return _Part(sub, self.source, InvoicePart.of(sub.id, charges, usage, self.customer.currency))
+
+
+def _usage_query(charge: Charge, customer: Customer, usage_until: datetime | None) -> UsageQuery:
+    """The query of a usage charge's usage over its service period (up to ``usage_until``)."""
+    meter = charge.item.rate_card.meter
+    if meter is None:
+        raise FailedPrecondition(f"rate card {charge.item.key!r} prices usage but reads no meter")
+    period = charge.service_period
+    end = period.end if usage_until is None else min(period.end, usage_until)
+    return UsageQuery(
+        meter=meter,
+        subjects=customer.subject_keys,
+        start=period.start,
+        end=max(end, period.start),
+        group_by=usage_group_by(charge.item.rate_card.price),
+    )
 
 
 @dataclass
@@ -120,12 +160,19 @@ class InvoiceRun:
     """RunInvoices, CreateProgressiveInvoice, PreviewInvoice and RecalculateInvoice."""
 
     def __init__(
-        self, store: BillingStore, clock: Clock, usage: UsageReader, *, collection_delay: timedelta
+        self,
+        store: BillingStore,
+        clock: Clock,
+        usage: UsageReader,
+        *,
+        collection_delay: timedelta,
+        late_usage: timedelta = timedelta(days=32),
     ) -> None:
         self._store = store
         self._clock = clock
         self._usage = usage
         self._delay = collection_delay
+        self._late_usage = late_usage
 
     # --- computing parts -------------------------------------------------------------------------------
 
@@ -137,63 +184,74 @@ class InvoiceRun:
         usage_until: datetime | None = None,
         exclude_invoice_id: str | None = None,
     ) -> list[_Part]:
-        """Each source's part (charges billed for good elsewhere left out); usage read in one go."""
-        pending: list[
-            tuple[StoredSubscription, InvoiceSource, Customer, list[Charge], dict[str, Usage | None]]
-        ] = []
+        """Each source's part (charges billed for good elsewhere left out, late usage of earlier periods
+        added); what was billed read in one query, usage in one batch of queries."""
+        if not work:
+            return []
+        since = min(source.start for _, source, _ in work) - self._late_usage
+        billed_of = await self._store.billed.billed_of(
+            namespace,
+            sorted({sub.id for sub, _, _ in work}),
+            since=since,
+            exclude_invoice_id=exclude_invoice_id,
+        )
+        pending: list[_Pending] = []
         queries: list[UsageQuery] = []
-        owners: list[tuple[int, Charge]] = []
+        owners: list[tuple[_Pending, Charge]] = []
         for sub, source, customer in work:
+            billed = billed_of.get(sub.id, {})
             charges = _charges(sub, source)
-            billed = await self._store.billed.billed(
-                namespace, sub.id, [c.id for c in charges], exclude_invoice_id=exclude_invoice_id
-            )
             kept = [c for c in charges if not ((b := billed.get(c.id)) is not None and b.final)]
-            already = {c.id: b.usage for c in kept if (b := billed.get(c.id)) is not None}
-            for charge in kept:
-                if charge.kind is not ChargeKind.USAGE:
-                    continue
-                meter = charge.item.rate_card.meter
-                if meter is None:
-                    raise FailedPrecondition(f"rate card {charge.item.key!r} prices usage but reads no meter")
-                end = (
-                    charge.service_period.end
-                    if usage_until is None
-                    else min(charge.service_period.end, usage_until)
-                )
-                queries.append(
-                    UsageQuery(
-                        meter=meter,
-                        subjects=customer.subject_keys,
-                        start=charge.service_period.start,
-                        end=max(end, charge.service_period.start),
-                        group_by=usage_group_by(charge.item.rate_card.price),
-                    )
-                )
-                owners.append((len(pending), charge))
-            pending.append((sub, source, customer, kept, already))
+            late = self._late_charges(sub, source, charges, billed)
+            item = _Pending(sub, source, customer, kept, late, billed)
+            pending.append(item)
+            for charge in (*kept, *late):
+                if charge.kind is ChargeKind.USAGE:
+                    queries.append(_usage_query(charge, customer, usage_until))
+                    owners.append((item, charge))
         rows = await self._usage.read(namespace, queries) if queries else []
-        usage: list[dict[str, ChargeUsage]] = [{} for _ in pending]
-        for (index, charge), answer in zip(owners, rows, strict=True):
+        for (item, charge), answer in zip(owners, rows, strict=True):
             price = charge.item.rate_card.price
             assert price is not None
-            billed_usage = pending[index][4].get(charge.id)
-            cumulative = usage_of(price, answer)
-            usage[index][charge.id] = ChargeUsage(
-                usage=usage_minus(cumulative, billed_usage), already_billed=billed_usage
+            record = item.billed.get(charge.id)
+            billed_usage = None if record is None else record.usage
+            item.usage[charge.id] = ChargeUsage(
+                usage=usage_minus(usage_of(price, answer), billed_usage),
+                already_billed=billed_usage,
+                late=record is not None and record.final,
             )
-        return [
-            _Part(sub, source, InvoicePart.of(sub.id, charges, usage[i], customer.currency))
-            for i, (sub, source, customer, charges, _) in enumerate(pending)
-        ]
+        return [item.part() for item in pending]
+
+    def _late_charges(
+        self,
+        sub: StoredSubscription,
+        source: InvoiceSource,
+        charges: Sequence[Charge],
+        billed: Mapping[str, BilledCharge],
+    ) -> list[Charge]:
+        """The usage charges of earlier periods a period's invoice checks for late usage: those billed
+        for good by an invoice that was issued (a draft is recalculated instead), whose service period
+        ended at most ``late_usage`` before this period started."""
+        if source.kind is not SourceKind.PERIOD:
+            return []
+        current = {c.id for c in charges}
+        horizon = source.start - self._late_usage
+        ends = {
+            b.charge_id: b.billed_through
+            for b in billed.values()
+            if b.settled
+            and b.usage is not None
+            and b.charge_id not in current
+            and b.billed_through is not None
+            and horizon <= b.billed_through <= source.start
+        }
+        if not ends:
+            return []
+        earlier = charges_between(sub.timeline, min(ends.values()) - _INSTANT, source.start)
+        return [c for c in earlier if c.kind is ChargeKind.USAGE and c.id in ends]
 
     async def _customers(self, namespace: str, keys: set[str]) -> dict[str, Customer]:
-        found = {}
-        for key in sorted(keys):
-            customer = await self._store.customers.get(namespace, key)
-            if customer is not None:
-                found[key] = customer
-        return found
+        return await self._store.customers.get_many(namespace, sorted(keys))
 
     # --- RunInvoices ----------------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ class BilledRecord:
     service_end: datetime
 
 
+_SETTLED = frozenset({"issued", "paid", "uncollectible"})
+
+
 @dataclass(frozen=True)
 class BilledCharge:
     """What invoices billed of one charge so far.
@@ -34,7 +37,8 @@ class BilledCharge:
     invoiced once, even when its invoice was voided). ``usage`` is the sum of the usage billed by
     invoices that are not VOID (a voided progressive invoice's usage is billed again by the next
     invoice of the period); None when none billed usage. ``billed_through`` is the latest end billed by
-    such an invoice.
+    such an invoice. ``settled`` when the invoice that billed it for good was issued and not voided
+    (issued, paid or uncollectible): usage reported after that is late usage, billed by a later invoice.
     """
 
     charge_id: str
@@ -42,6 +46,7 @@ class BilledCharge:
     usage: Usage | None
     billed_through: datetime | None
     invoice_ids: tuple[str, ...]
+    settled: bool = False
 
 
 class ChargeBilledElsewhere(FailedPrecondition):
@@ -134,37 +139,58 @@ class BilledChargeStore:
     ) -> dict[str, BilledCharge]:
         """What invoices billed of the subscription's charges (only ``charge_ids`` when given), by charge
         id; ``exclude_invoice_id`` leaves out an invoice being recalculated."""
+        found = await self.billed_of(namespace, [subscription_id], exclude_invoice_id=exclude_invoice_id)
+        billed = found.get(subscription_id, {})
+        if charge_ids is None:
+            return billed
+        return {charge_id: billed[charge_id] for charge_id in charge_ids if charge_id in billed}
+
+    async def billed_of(
+        self,
+        namespace: str,
+        subscription_ids: Sequence[str],
+        *,
+        since: datetime | None = None,
+        exclude_invoice_id: str | None = None,
+    ) -> dict[str, dict[str, BilledCharge]]:
+        """What invoices billed of the charges of many subscriptions, by subscription and charge id, in
+        one query: only charges billed up to ``since`` or later when given; ``exclude_invoice_id``
+        leaves out an invoice being recalculated."""
         rows = await self._db.fetch(
             """
-            SELECT b.charge_id, b.invoice_id, b.final, b.usage, b.service_end, i.status
+            SELECT b.subscription_id, b.charge_id, b.invoice_id, b.final, b.usage, b.service_end, i.status
             FROM billed_charges b
             JOIN invoices i ON i.namespace = b.namespace AND i.id = b.invoice_id
-            WHERE b.namespace = $1 AND b.subscription_id = $2
-              AND ($3::text[] IS NULL OR b.charge_id = ANY($3))
+            WHERE b.namespace = $1 AND b.subscription_id = ANY($2::uuid[])
+              AND ($3::timestamptz IS NULL OR b.service_end >= $3)
               AND ($4::uuid IS NULL OR b.invoice_id <> $4)
-            ORDER BY b.charge_id, b.service_end, b.invoice_id
+            ORDER BY b.subscription_id, b.charge_id, b.service_end, b.invoice_id
             """,
             namespace,
-            subscription_id,
-            None if charge_ids is None else list(charge_ids),
+            list(subscription_ids),
+            since,
             exclude_invoice_id,
         )
-        result: dict[str, BilledCharge] = {}
+        result: dict[str, dict[str, BilledCharge]] = {}
         for row in rows:
+            charges = result.setdefault(str(row["subscription_id"]), {})
             charge_id = row["charge_id"]
-            before = result.get(charge_id) or BilledCharge(charge_id, False, None, None, ())
-            usage, through = before.usage, before.billed_through
+            before = charges.get(charge_id) or BilledCharge(charge_id, False, None, None, ())
+            usage, through, settled = before.usage, before.billed_through, before.settled
             if row["status"] != "void":
                 through = row["service_end"] if through is None else max(through, row["service_end"])
                 if row["usage"] is not None:
                     more = usage_from_json(row["usage"])
                     usage = more if usage is None else add_usage(usage, more)
-            result[charge_id] = BilledCharge(
+            if row["final"]:
+                settled = row["status"] in _SETTLED
+            charges[charge_id] = BilledCharge(
                 charge_id,
                 before.final or row["final"],
                 usage,
                 through,
                 (*before.invoice_ids, str(row["invoice_id"])),
+                settled,
             )
         return result
 

@@ -81,6 +81,15 @@ class CustomerStore:
         )
         return None if row is None else _customer(row)
 
+    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, Customer]:
+        """The customers with these keys, deleted or not, by key (unknown keys left out)."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM customers c WHERE c.namespace = $1 AND c.key = ANY($2::text[])",
+            namespace,
+            list(keys),
+        )
+        return {customer.key: customer for customer in map(_customer, rows)}
+
     async def list_page(
         self,
         namespace: str,
