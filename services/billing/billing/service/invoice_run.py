@@ -277,7 +277,7 @@ class InvoiceRun:
                 reason="ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
             )
         if record.finished:
-            return await self._result(namespace, record)
+            return await self._result(namespace, request_id, record)
         until = record.as_of  # a resumed run invoices up to the instant the first attempt chose
         examined = 0
         already = 0
@@ -292,17 +292,13 @@ class InvoiceRun:
             examined += len(batch)
             already += await self._run_batch(namespace, request_id, batch, until)
         finished = await self._store.invoice_runs.finish_run(namespace, request_id, examined, already, now)
-        log.info("invoices.run", subscriptions=examined, invoices=len(finished.invoice_ids), as_of=until)
-        return await self._result(namespace, finished)
+        result = await self._result(namespace, request_id, finished)
+        log.info("invoices.run", subscriptions=examined, invoices=len(result.invoice_ids), as_of=until)
+        return result
 
-    async def _result(self, namespace: str, record: RunRecord) -> RunResult:
-        keyed = []
-        for invoice_id in record.invoice_ids:
-            invoice = await self._store.invoices.get(namespace, invoice_id, lines=False)
-            keyed.append((invoice.customer_key if invoice else "", invoice_id))
-        return RunResult(
-            tuple(i for _, i in sorted(keyed)), record.subscription_count, record.already_invoiced_count
-        )
+    async def _result(self, namespace: str, request_id: str, record: RunRecord) -> RunResult:
+        invoice_ids = await self._store.invoice_runs.invoices(namespace, request_id)
+        return RunResult(tuple(invoice_ids), record.subscription_count, record.already_invoiced_count)
 
     async def _run_batch(
         self, namespace: str, request_id: str, batch: Sequence[StoredSubscription], until: datetime

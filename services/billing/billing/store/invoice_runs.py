@@ -40,7 +40,6 @@ class RunRecord:
 
     as_of: datetime
     customer_keys: tuple[str, ...]
-    invoice_ids: tuple[str, ...]
     subscription_count: int
     already_invoiced_count: int
     finished: bool
@@ -50,7 +49,6 @@ def _run(row: asyncpg.Record) -> RunRecord:
     return RunRecord(
         as_of=row["as_of"],
         customer_keys=tuple(row["customer_keys"]),
-        invoice_ids=tuple(str(i) for i in row["invoice_ids"]),
         subscription_count=row["subscription_count"],
         already_invoiced_count=row["already_invoiced_count"],
         finished=row["finish_time"] is not None,
@@ -87,13 +85,27 @@ class InvoiceRunStore:
         """Note that the run made (or moved to DRAFT) this invoice."""
         await self._db.execute(
             """
-            UPDATE invoice_runs SET invoice_ids = array_append(invoice_ids, $3::uuid)
-            WHERE namespace = $1 AND request_id = $2 AND NOT ($3::uuid = ANY(invoice_ids))
+            INSERT INTO invoice_run_invoices (namespace, request_id, invoice_id) VALUES ($1, $2, $3)
+            ON CONFLICT DO NOTHING
             """,
             namespace,
             request_id,
             invoice_id,
         )
+
+    async def invoices(self, namespace: str, request_id: str) -> list[str]:
+        """The ids of the invoices the run made, by customer key and id."""
+        rows = await self._db.fetch(
+            """
+            SELECT r.invoice_id FROM invoice_run_invoices r
+            JOIN invoices i ON i.namespace = r.namespace AND i.id = r.invoice_id
+            WHERE r.namespace = $1 AND r.request_id = $2
+            ORDER BY i.customer_key, r.invoice_id
+            """,
+            namespace,
+            request_id,
+        )
+        return [str(row["invoice_id"]) for row in rows]
 
     async def finish_run(
         self, namespace: str, request_id: str, subscriptions: int, already_invoiced: int, at: datetime
