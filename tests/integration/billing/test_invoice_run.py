@@ -395,3 +395,22 @@ async def test_namespaces_are_isolated(
         billing.PreviewInvoice(pb.PreviewInvoiceRequest(subscription_id=subscriptions[None]), metadata=other)
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.usefixtures("llm_provider")
+async def test_late_usage_of_a_period_whose_invoice_was_voided_is_not_billed(
+    billing: Billing, ingest: Any, clock: FixedClock
+) -> None:
+    await subscribe_and_upgrade(billing, ingest, clock)
+    clock.set(AUGUST_1 + HALF_HOUR)
+    [july_id] = (await run(billing, "run-july", AUGUST_1)).invoice_ids
+    await issue(billing, july_id)
+    await billing.VoidInvoice(pb.VoidInvoiceRequest(invoice_id=july_id, reason="billed by hand"))
+
+    clock.set(datetime(2024, 8, 10, tzinfo=UTC))
+    await use(ingest, datetime(2024, 7, 25, tzinfo=UTC), model="nle-large", input_tokens=1_000_000)
+    clock.set(SEPTEMBER_1 + HALF_HOUR)
+    [august_id] = (await run(billing, "run-august", SEPTEMBER_1)).invoice_ids
+    august = await get_invoice(billing, august_id)
+    assert {line.period.start_time.ToJsonString()[:10] for line in august.lines} == {"2024-08-01"}
+    assert total(august) == Decimal(0)
