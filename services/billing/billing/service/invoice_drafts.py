@@ -36,6 +36,7 @@ from billing.store import Stores
 from billing.store.billed import BilledRecord
 from billing.subscriptions import Charge, ChargeKind
 from meterlib.errors import FailedPrecondition, InvalidArgument, NotFound
+from meterlib.periods import Period
 
 # Line ids are UUIDs derived from what a computed line bills, so a recalculation finds the same ones.
 _LINE_IDS: Final = uuid.UUID("6f1d3c0e-5b8a-4e59-9d0c-2a7c1b8e4f10")
@@ -204,6 +205,9 @@ async def save_draft(tx: Stores, namespace: str, new: DraftInput, at: datetime) 
             raise customer_not_found(new.customer_key)
         if customer.deleted:
             raise FailedPrecondition(f"customer {customer.key!r} is deleted", reason="ERROR_REASON_ARCHIVED")
+        # A new invoice has no credits, credit notes, manual or removed lines: its totals are its
+        # computed lines', stored with it rather than read back.
+        lines = tuple(computed_lines(invoice_id, new.parts))
         invoice = Invoice(
             id=invoice_id,
             customer_key=customer.key,
@@ -215,9 +219,16 @@ async def save_draft(tx: Stores, namespace: str, new: DraftInput, at: datetime) 
             description=new.description,
             collection_time=new.collection_time,
             metadata=dict(new.metadata),
+            lines=lines,
+            totals=compute_totals(lines, customer.currency),
+            period=covering_period(lines, _drafted_period(new.parts)),
+            customer_name=customer.name,
+            billing_address=customer.billing_address,
         )
         await tx.invoices.insert(namespace, invoice)
-        await tx.invoices.insert_lines(namespace, invoice_id, computed_lines(invoice_id, new.parts), at)
+        await tx.invoices.insert_lines(namespace, invoice_id, lines, at)
+        await _record_billed(tx, namespace, invoice_id, new.parts, at)
+        return invoice
     else:
         if existing.customer_key != new.customer_key:
             raise FailedPrecondition(f"invoice {invoice_id!r} belongs to customer {existing.customer_key!r}")
@@ -234,10 +245,19 @@ async def save_draft(tx: Stores, namespace: str, new: DraftInput, at: datetime) 
             namespace, invoice_id, computed_lines(invoice_id, new.parts), at
         )
         await tx.billed.forget_invoice(namespace, invoice_id)
-    for part in new.parts:
-        await tx.billed.record(namespace, invoice_id, part.subscription_id, _billed_records(part), at)
+    await _record_billed(tx, namespace, invoice_id, new.parts, at)
     # The draft's own period counts even when it has no lines left (every line removed).
-    drafted = [p.draft.period for p in new.parts if p.draft.period is not None]
-    if drafted and invoice.period is None:
-        invoice = replace(invoice, period=drafted[0])
+    if invoice.period is None:
+        invoice = replace(invoice, period=_drafted_period(new.parts))
     return await refreshed(tx, namespace, invoice, at)
+
+
+def _drafted_period(parts: Sequence[InvoicePart]) -> Period | None:
+    return next((p.draft.period for p in parts if p.draft.period is not None), None)
+
+
+async def _record_billed(
+    tx: Stores, namespace: str, invoice_id: str, parts: Sequence[InvoicePart], at: datetime
+) -> None:
+    for part in parts:
+        await tx.billed.record(namespace, invoice_id, part.subscription_id, _billed_records(part), at)

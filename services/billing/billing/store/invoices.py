@@ -191,12 +191,16 @@ class InvoiceStore:
         self._db = db
 
     async def insert(self, namespace: str, invoice: Invoice) -> None:
-        """Store a new invoice's header (its lines go in with :meth:`insert_lines`)."""
+        """Store a new invoice's header and totals (its lines go in with :meth:`insert_lines`)."""
+        t = invoice.totals
+        period = invoice.period
         await self._db.execute(
             """
             INSERT INTO invoices (namespace, id, customer_key, currency, status, progressive, description,
-                                  collection_time, metadata, create_time, update_time)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                  collection_time, metadata, create_time, update_time, period_start,
+                                  period_end, amount, discount_amount, tax_amount, total, credits_applied,
+                                  credit_notes_amount, amount_due)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
             """,
             namespace,
             invoice.id,
@@ -209,6 +213,15 @@ class InvoiceStore:
             dict(invoice.metadata),
             invoice.create_time,
             invoice.update_time,
+            None if period is None else period.start,
+            None if period is None else period.end,
+            t.amount,
+            t.discount_amount,
+            t.tax_amount,
+            t.total,
+            t.credits_applied,
+            t.credit_notes_amount,
+            t.amount_due,
         )
 
     async def get(
