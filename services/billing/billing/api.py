@@ -12,7 +12,7 @@ from typing import Any
 
 from billing import convert
 from billing.api_invoices import InvoiceRpcs
-from billing.domain import Credit, require_id
+from billing.domain import Credit
 from billing.service import (
     CreditNoteService,
     CreditService,
@@ -28,6 +28,7 @@ from metering.common.v1 import common_pb2
 from meterlib.context import namespace
 from meterlib.errors import FieldViolation, InvalidArgument
 from meterlib.paging import decode_token, encode_token, page_size
+from meterlib.validation import require_id
 from meterlib.wire import optional_time
 
 

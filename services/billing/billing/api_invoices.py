@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from billing import convert_invoices as convert
-from billing.domain import canonical_id
 from billing.domain.credit_notes import CreditNote
 from billing.domain.invoices import Invoice
 from billing.service.credit_notes import CreditNoteService
@@ -19,6 +18,7 @@ from metering.common.v1 import common_pb2
 from meterlib.context import namespace
 from meterlib.errors import FieldViolation, InvalidArgument
 from meterlib.paging import decode_token, encode_token, page_size
+from meterlib.validation import canonical_id
 from meterlib.wire import optional_time
 
 

@@ -9,20 +9,16 @@ safe.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TypeVar
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing.plans import add_on_from_proto, plan_from_proto
 from billing.service.subscription_ports import CatalogAddOn, CatalogPlan, Published
 from metering.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from meterlib.remote import call_metadata, call_with_retries, gather_all
+from meterlib.remote import RemoteService, gather_all
 from meterlib.wire import optional_time, to_timestamp
-
-T = TypeVar("T")
 
 
 def _published(version: catalog_pb2.Plan | catalog_pb2.AddOn) -> Published:
@@ -37,24 +33,12 @@ class GrpcPlanCatalog:
     """PlanCatalog over gRPC."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
         # The channel connects lazily: billing starts, and serves everything but subscription changes,
         # while catalog is still starting or down.
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = catalog_pb2_grpc.CatalogServiceStub(self._channel)
-
-    async def _ask(self, ask: Callable[[], Awaitable[T]], what: str) -> T | None:
-        """``ask()`` with retries; None when catalog answers NOT_FOUND."""
-        try:
-            return await call_with_retries(
-                ask, service="catalog", what=what, attempts=self._attempts, address=self._address
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise RuntimeError(f"catalog refused {what} with {exc.code().name}: {exc.details()}") from exc
+        self._catalog = RemoteService(
+            "catalog", address, deadline_seconds=deadline_seconds, attempts=attempts
+        )
+        self._stub = catalog_pb2_grpc.CatalogServiceStub(self._catalog.channel)
 
     async def plan(
         self, namespace: str, key: str, *, version: int = 0, as_of: datetime | None = None
@@ -62,15 +46,9 @@ class GrpcPlanCatalog:
         """The plan version (by number, else effective at ``as_of``, else now), None when there is none."""
         request = catalog_pb2.GetPlanRequest(key=key)
         _select(request, version, as_of)
-        metadata = call_metadata(namespace)
-
-        async def ask() -> catalog_pb2.GetPlanResponse:
-            reply: catalog_pb2.GetPlanResponse = await self._stub.GetPlan(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        reply = await self._ask(ask, f"plan {key!r}")
+        reply: catalog_pb2.GetPlanResponse | None = await self._catalog.find(
+            self._stub.GetPlan, request, namespace=namespace, what=f"plan {key!r}"
+        )
         if reply is None:
             return None
         found = reply.plan
@@ -84,15 +62,9 @@ class GrpcPlanCatalog:
         """The add-on version, selected as :meth:`plan` selects plans."""
         request = catalog_pb2.GetAddOnRequest(key=key)
         _select(request, version, as_of)
-        metadata = call_metadata(namespace)
-
-        async def ask() -> catalog_pb2.GetAddOnResponse:
-            reply: catalog_pb2.GetAddOnResponse = await self._stub.GetAddOn(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        reply = await self._ask(ask, f"add-on {key!r}")
+        reply: catalog_pb2.GetAddOnResponse | None = await self._catalog.find(
+            self._stub.GetAddOn, request, namespace=namespace, what=f"add-on {key!r}"
+        )
         if reply is None:
             return None
         found = reply.add_on
@@ -107,21 +79,17 @@ class GrpcPlanCatalog:
         return {feature.key: feature for feature in found if feature is not None}
 
     async def _feature(self, namespace: str, key: str) -> catalog_pb2.Feature | None:
-        request = catalog_pb2.GetFeatureRequest(key=key)
-        metadata = call_metadata(namespace)
-
-        async def ask() -> catalog_pb2.GetFeatureResponse:
-            reply: catalog_pb2.GetFeatureResponse = await self._stub.GetFeature(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        reply = await self._ask(ask, f"feature {key!r}")
+        reply: catalog_pb2.GetFeatureResponse | None = await self._catalog.find(
+            self._stub.GetFeature,
+            catalog_pb2.GetFeatureRequest(key=key),
+            namespace=namespace,
+            what=f"feature {key!r}",
+        )
         return None if reply is None else reply.feature
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._catalog.close()
 
 
 def _select(

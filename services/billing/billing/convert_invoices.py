@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from billing.domain import Address, canonical_id, check_key
+from billing.domain import Address
 from billing.domain.credit_notes import (
     CreateCreditNoteInput,
     CreditNote,
@@ -28,6 +28,7 @@ from metering.common.v1 import common_pb2
 from meterlib.errors import FieldViolation, InvalidArgument, Violations
 from meterlib.money import Money, format_decimal, parse_decimal
 from meterlib.periods import Period
+from meterlib.validation import canonical_id, check_key
 from meterlib.wire import from_timestamp, optional_time, to_proto_decimal, to_proto_range, to_timestamp
 
 _TAX_BEHAVIORS = {

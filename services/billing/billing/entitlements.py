@@ -9,86 +9,51 @@ entitlements could not answer (see ``meterlib.remote``); both calls are idempote
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from billing.service.ports import CopyConflict
 from metering.entitlements.v1 import entitlements_pb2, entitlements_pb2_grpc
-from meterlib.remote import call_metadata, call_with_retries
-
-T = TypeVar("T")
-
-
-def _error_metadata(exc: grpc.aio.AioRpcError) -> dict[str, str]:
-    """The ``google.rpc.ErrorInfo`` metadata of an error, empty when it carries none."""
-    status = rpc_status.from_call(exc)
-    if status is None:
-        return {}
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return dict(info.metadata)
-    return {}
+from meterlib.remote import RemoteService, error_info
 
 
 class GrpcCustomerCopies:
     """CustomerCopies over gRPC: entitlements' UpsertCustomer and DeleteCustomer."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
         # The channel connects lazily: billing starts, and serves what needs no copy, while entitlements
         # is still starting or down.
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = entitlements_pb2_grpc.EntitlementsServiceStub(self._channel)
+        self._entitlements = RemoteService(
+            "entitlements", address, deadline_seconds=deadline_seconds, attempts=attempts
+        )
+        self._stub = entitlements_pb2_grpc.EntitlementsServiceStub(self._entitlements.channel)
 
-    async def _call(self, ask: Callable[[], Awaitable[T]], what: str) -> T:
+    async def _call(
+        self, rpc: Callable[..., Awaitable[Any]], request: Any, namespace: str, what: str
+    ) -> None:
+        """``rpc(request)``; CopyConflict when entitlements finds a subject key on another customer."""
         try:
-            return await call_with_retries(
-                ask, service="entitlements", what=what, attempts=self._attempts, address=self._address
-            )
+            await self._entitlements.call(rpc, request, namespace=namespace, what=what)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
-                found = _error_metadata(exc)
+                found = error_info(exc).metadata
                 if "customer_key" in found:
                     raise CopyConflict(found.get("subject_key", ""), found["customer_key"]) from exc
-            raise RuntimeError(
-                f"entitlements refused {what} with {exc.code().name}: {exc.details()}"
-            ) from exc
+            raise self._entitlements.refused(exc, what) from exc
 
     async def upsert_customer(self, namespace: str, key: str, subject_keys: Sequence[str]) -> None:
         """Create or replace the copy."""
         request = entitlements_pb2.UpsertCustomerRequest(
             customer=entitlements_pb2.Customer(key=key, subject_keys=list(subject_keys))
         )
-        metadata = call_metadata(namespace)
-
-        async def ask() -> entitlements_pb2.UpsertCustomerResponse:
-            reply: entitlements_pb2.UpsertCustomerResponse = await self._stub.UpsertCustomer(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        await self._call(ask, f"the copy of customer {key!r}")
+        await self._call(self._stub.UpsertCustomer, request, namespace, f"the copy of customer {key!r}")
 
     async def delete_customer(self, namespace: str, key: str) -> None:
         """Delete the copy."""
         request = entitlements_pb2.DeleteCustomerRequest(key=key)
-        metadata = call_metadata(namespace)
-
-        async def ask() -> entitlements_pb2.DeleteCustomerResponse:
-            reply: entitlements_pb2.DeleteCustomerResponse = await self._stub.DeleteCustomer(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        await self._call(ask, f"the deletion of customer {key!r}")
+        await self._call(self._stub.DeleteCustomer, request, namespace, f"the deletion of customer {key!r}")
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._entitlements.close()

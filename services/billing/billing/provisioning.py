@@ -8,36 +8,17 @@ override are idempotent by the request id billing derives from the subscription 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from billing.service.subscription_ports import EntitlementSpec
 from metering.common.v1 import common_pb2
 from metering.entitlements.v1 import entitlements_pb2 as epb
 from metering.entitlements.v1 import entitlements_pb2_grpc
-from meterlib.remote import call_metadata, call_with_retries
+from meterlib.remote import RemoteService, error_info
 from meterlib.wire import to_proto_decimal, to_timestamp
-
-T = TypeVar("T")
 
 _PAIR_TAKEN = "ERROR_REASON_KEY_CONFLICT"
 """The reason entitlements gives when the customer already has an active entitlement to the feature."""
-
-
-def _reason(exc: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(exc)
-    if status is None:
-        return ""
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return str(info.reason)
-    return ""
 
 
 def to_proto_entitlement(spec: EntitlementSpec) -> epb.Entitlement:
@@ -77,80 +58,54 @@ class GrpcEntitlementProvisioner:
     """EntitlementProvisioner over gRPC."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = entitlements_pb2_grpc.EntitlementsServiceStub(self._channel)
-
-    async def _call(self, ask: Callable[[], Awaitable[T]], what: str) -> T:
-        return await call_with_retries(
-            ask, service="entitlements", what=what, attempts=self._attempts, address=self._address
+        self._entitlements = RemoteService(
+            "entitlements", address, deadline_seconds=deadline_seconds, attempts=attempts
         )
+        self._stub = entitlements_pb2_grpc.EntitlementsServiceStub(self._entitlements.channel)
 
     async def create(self, namespace: str, request_id: str, spec: EntitlementSpec) -> str:
         """CreateEntitlement; when the pair already has an active entitlement, OverrideEntitlement."""
         request = epb.CreateEntitlementRequest(request_id=request_id, entitlement=to_proto_entitlement(spec))
-        metadata = call_metadata(namespace)
-
-        async def ask() -> epb.CreateEntitlementResponse:
-            reply: epb.CreateEntitlementResponse = await self._stub.CreateEntitlement(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
         what = f"the entitlement of customer {spec.customer_key!r} to feature {spec.feature_key!r}"
         try:
-            return (await self._call(ask, what)).entitlement.id
+            reply: epb.CreateEntitlementResponse = await self._entitlements.call(
+                self._stub.CreateEntitlement, request, namespace=namespace, what=what
+            )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.ALREADY_EXISTS and _reason(exc) == _PAIR_TAKEN:
+            if exc.code() == grpc.StatusCode.ALREADY_EXISTS and error_info(exc).reason == _PAIR_TAKEN:
                 # The subscription decides what the customer is entitled to: it takes the pair over.
                 return await self.replace(namespace, f"{request_id}/o", spec)
-            raise _refused(exc, what) from exc
+            raise self._entitlements.refused(exc, what) from exc
+        return reply.entitlement.id
 
     async def replace(self, namespace: str, request_id: str, spec: EntitlementSpec) -> str:
         """OverrideEntitlement; when the pair has no active entitlement (deleted by hand), create."""
         request = epb.OverrideEntitlementRequest(
             request_id=request_id, entitlement=to_proto_entitlement(spec)
         )
-        metadata = call_metadata(namespace)
-
-        async def ask() -> epb.OverrideEntitlementResponse:
-            reply: epb.OverrideEntitlementResponse = await self._stub.OverrideEntitlement(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
         what = f"the entitlement of customer {spec.customer_key!r} to feature {spec.feature_key!r}"
         try:
-            return (await self._call(ask, what)).entitlement.id
+            reply: epb.OverrideEntitlementResponse = await self._entitlements.call(
+                self._stub.OverrideEntitlement, request, namespace=namespace, what=what
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND and not request_id.endswith("/o"):
                 return await self.create(namespace, f"{request_id}/c", spec)
-            raise _refused(exc, what) from exc
+            raise self._entitlements.refused(exc, what) from exc
+        return reply.entitlement.id
 
     async def delete(self, namespace: str, entitlement_id: str) -> None:
         """DeleteEntitlement by id; NOT_FOUND is fine (nothing to delete)."""
         request = epb.DeleteEntitlementRequest(entitlement=epb.EntitlementRef(entitlement_id=entitlement_id))
-        metadata = call_metadata(namespace)
-
-        async def ask() -> epb.DeleteEntitlementResponse:
-            reply: epb.DeleteEntitlementResponse = await self._stub.DeleteEntitlement(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
         what = f"the deletion of entitlement {entitlement_id!r}"
         try:
-            await self._call(ask, what)
+            await self._entitlements.call(
+                self._stub.DeleteEntitlement, request, namespace=namespace, what=what
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
-                raise _refused(exc, what) from exc
+                raise self._entitlements.refused(exc, what) from exc
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
-
-
-def _refused(exc: grpc.aio.AioRpcError, what: str) -> RuntimeError:
-    return RuntimeError(f"entitlements refused {what} with {exc.code().name}: {exc.details()}")
+        await self._entitlements.close()

@@ -20,15 +20,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-import grpc
-
 from billing.invoicing.usage import GroupValues
 from billing.plans import MeterRef
 from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.errors import FailedPrecondition
 from meterlib.money import money_context
-from meterlib.remote import call_metadata, call_with_retries
+from meterlib.remote import RemoteService
 from meterlib.wire import to_timestamp
 
 SUBJECTS_PER_QUERY = 1_000
@@ -85,16 +83,13 @@ class IngestUsageReader:
     """UsageReader over gRPC: ingest's QueryUsage, batched over subjects."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
         # Lazily connected: billing starts, and serves what needs no usage, while ingest is down.
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._ingest = RemoteService("ingest", address, deadline_seconds=deadline_seconds, attempts=attempts)
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._ingest.channel)
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._ingest.close()
 
     async def read(self, namespace: str, queries: Sequence[UsageQuery]) -> list[UsageRows]:
         """Each query's rows; queries differing only in their subjects share QueryUsage calls."""
@@ -149,35 +144,21 @@ class IngestUsageReader:
             },
             page=common_pb2.PageRequest(page_size=ROWS_PER_PAGE),
         )
-        metadata = call_metadata(namespace)
         rows: list[ingest_pb2.UsageRow] = []
         aggregation: int = ingest_pb2.AGGREGATION_SUM
         while True:
-
-            async def ask() -> ingest_pb2.QueryUsageResponse:
-                reply: ingest_pb2.QueryUsageResponse = await self._stub.QueryUsage(
-                    request, timeout=self._deadline, metadata=metadata
+            reply: ingest_pb2.QueryUsageResponse | None = await self._ingest.find(
+                self._stub.QueryUsage,
+                request,
+                namespace=namespace,
+                what=f"usage of meter {query.meter.meter_key!r}",
+            )
+            if reply is None:
+                raise FailedPrecondition(
+                    f"meter {query.meter.meter_key!r} of feature {query.meter.feature_key!r} is not"
+                    " known to the ingest service",
+                    metadata={"meter_key": query.meter.meter_key},
                 )
-                return reply
-
-            try:
-                reply = await call_with_retries(
-                    ask,
-                    service="ingest",
-                    what=f"usage of meter {query.meter.meter_key!r}",
-                    attempts=self._attempts,
-                    address=self._address,
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    raise FailedPrecondition(
-                        f"meter {query.meter.meter_key!r} of feature {query.meter.feature_key!r} is not"
-                        " known to the ingest service",
-                        metadata={"meter_key": query.meter.meter_key},
-                    ) from exc
-                raise RuntimeError(
-                    f"ingest QueryUsage failed with {exc.code().name}: {exc.details()}"
-                ) from exc
             aggregation = int(reply.aggregation)
             rows.extend(reply.rows)
             if not reply.page.next_page_token:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import grpc
-
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from meterlib.remote import call_metadata, call_with_retries
+from meterlib.remote import RemoteService
 
 
 class MeterDirectory(Protocol):
@@ -30,37 +28,19 @@ class IngestMeterDirectory:
     """MeterDirectory over gRPC: ingest's GetMeter."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._ingest = RemoteService("ingest", address, deadline_seconds=deadline_seconds, attempts=attempts)
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._ingest.channel)
 
     async def dimensions(self, namespace: str, meter_key: str) -> frozenset[str] | None:
         """The meter's group-by names; None when ingest reports NOT_FOUND."""
-        request = ingest_pb2.GetMeterRequest(key=meter_key)
-        metadata = call_metadata(namespace)
-
-        async def ask() -> ingest_pb2.GetMeterResponse:
-            reply: ingest_pb2.GetMeterResponse = await self._stub.GetMeter(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        try:
-            reply = await call_with_retries(
-                ask,
-                service="ingest",
-                what=f"meter {meter_key!r}",
-                attempts=self._attempts,
-                address=self._address,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise RuntimeError(f"ingest GetMeter failed with {exc.code().name}: {exc.details()}") from exc
-        return frozenset(reply.meter.group_by)
+        reply: ingest_pb2.GetMeterResponse | None = await self._ingest.find(
+            self._stub.GetMeter,
+            ingest_pb2.GetMeterRequest(key=meter_key),
+            namespace=namespace,
+            what=f"meter {meter_key!r}",
+        )
+        return None if reply is None else frozenset(reply.meter.group_by)
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._ingest.close()

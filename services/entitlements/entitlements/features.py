@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import grpc
-
 from entitlements.domain.entitlements import Feature
 from metering.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from meterlib.remote import call_metadata, call_with_retries
+from meterlib.remote import RemoteService
 
 
 class FeatureDirectory(Protocol):
@@ -32,37 +30,23 @@ class CatalogFeatureDirectory:
     """FeatureDirectory over gRPC: catalog's GetFeature."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
         # The channel connects lazily: entitlements starts, and serves everything but entitlement
         # creation, while catalog is still starting or down.
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = catalog_pb2_grpc.CatalogServiceStub(self._channel)
+        self._catalog = RemoteService(
+            "catalog", address, deadline_seconds=deadline_seconds, attempts=attempts
+        )
+        self._stub = catalog_pb2_grpc.CatalogServiceStub(self._catalog.channel)
 
     async def feature(self, namespace: str, key: str) -> Feature | None:
         """The feature; None when catalog reports NOT_FOUND."""
-        metadata = call_metadata(namespace)
-        request = catalog_pb2.GetFeatureRequest(key=key)
-
-        async def ask() -> catalog_pb2.GetFeatureResponse:
-            reply: catalog_pb2.GetFeatureResponse = await self._stub.GetFeature(
-                request, timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        try:
-            reply = await call_with_retries(
-                ask,
-                service="catalog",
-                what=f"feature {key!r}",
-                attempts=self._attempts,
-                address=self._address,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise RuntimeError(f"catalog GetFeature failed with {exc.code().name}: {exc.details()}") from exc
+        reply: catalog_pb2.GetFeatureResponse | None = await self._catalog.find(
+            self._stub.GetFeature,
+            catalog_pb2.GetFeatureRequest(key=key),
+            namespace=namespace,
+            what=f"feature {key!r}",
+        )
+        if reply is None:
+            return None
         found = reply.feature
         return Feature(
             key=found.key,
@@ -73,4 +57,4 @@ class CatalogFeatureDirectory:
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._catalog.close()

@@ -21,7 +21,7 @@ from entitlements.hot.consumer import CONSUMPTION_SOURCE
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.errors import FailedPrecondition
 from meterlib.money import format_decimal
-from meterlib.remote import call_metadata, call_with_retries
+from meterlib.remote import RemoteService
 from meterlib.wire import to_timestamp
 
 MAX_COUNTED_UNITS = 1000
@@ -118,31 +118,23 @@ class IngestConsumptionMeter:
     """ConsumptionMeter over gRPC: ingest's GetMeter (cached: paths never change) and Ingest."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._ingest = RemoteService("ingest", address, deadline_seconds=deadline_seconds, attempts=attempts)
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._ingest.channel)
         self._meters: dict[tuple[str, str], ingest_pb2.Meter] = {}
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._ingest.close()
 
     async def _meter(self, namespace: str, key: str) -> ingest_pb2.Meter:
         cached = self._meters.get((namespace, key))
         if cached is not None:
             return cached
-        metadata = call_metadata(namespace)
-
-        async def ask() -> ingest_pb2.GetMeterResponse:
-            reply: ingest_pb2.GetMeterResponse = await self._stub.GetMeter(
-                ingest_pb2.GetMeterRequest(key=key), timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        reply = await call_with_retries(
-            ask, service="ingest", what=f"meter {key!r}", attempts=self._attempts, address=self._address
+        reply: ingest_pb2.GetMeterResponse = await self._ingest.call(
+            self._stub.GetMeter,
+            ingest_pb2.GetMeterRequest(key=key),
+            namespace=namespace,
+            what=f"meter {key!r}",
         )
         self._meters[(namespace, key)] = reply.meter
         return reply.meter
@@ -154,7 +146,7 @@ class IngestConsumptionMeter:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise RuntimeError(f"ingest GetMeter failed with {exc.code().name}: {exc.details()}") from exc
+            raise self._ingest.refused(exc, f"meter {meter_key!r}") from exc
         return ingest_pb2.Aggregation.Name(meter.aggregation).removeprefix("AGGREGATION_")
 
     async def record(
@@ -178,20 +170,11 @@ class IngestConsumptionMeter:
             group_filters=group_filters,
             at=at,
         )
-        metadata = call_metadata(namespace)
-
-        async def send() -> ingest_pb2.IngestResponse:
-            reply: ingest_pb2.IngestResponse = await self._stub.Ingest(
-                ingest_pb2.IngestRequest(events=events), timeout=self._deadline, metadata=metadata
-            )
-            return reply
-
-        reply = await call_with_retries(
-            send,
-            service="ingest",
+        reply: ingest_pb2.IngestResponse = await self._ingest.call(
+            self._stub.Ingest,
+            ingest_pb2.IngestRequest(events=events),
+            namespace=namespace,
             what="a consumption's event",
-            attempts=self._attempts,
-            address=self._address,
         )
         rejected = [r for r in reply.results if r.status == ingest_pb2.EVENT_STATUS_REJECTED]
         if rejected:

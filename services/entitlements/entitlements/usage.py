@@ -17,13 +17,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final, Protocol
 
-import grpc
-
 from metering.common.v1 import common_pb2
 from metering.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from meterlib.errors import FailedPrecondition
 from meterlib.money import money_context
-from meterlib.remote import call_metadata, call_with_retries
+from meterlib.remote import RemoteService
 from meterlib.wire import to_timestamp
 
 _ZERO: Final = Decimal(0)
@@ -68,12 +66,9 @@ class IngestUsageReader:
     """UsageReader over gRPC: ingest's QueryUsage."""
 
     def __init__(self, address: str, *, deadline_seconds: float, attempts: int) -> None:
-        self._address = address
-        self._deadline = deadline_seconds
-        self._attempts = attempts
         # Lazily connected: the service starts, and serves definitions, while ingest is down.
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._ingest = RemoteService("ingest", address, deadline_seconds=deadline_seconds, attempts=attempts)
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._ingest.channel)
 
     async def usage(self, namespace: str, of: UsageSubject, start: datetime, end: datetime) -> MeasuredUsage:
         """Sum of the rows of one QueryUsage page (one row, or none without events)."""
@@ -87,29 +82,14 @@ class IngestUsageReader:
                 name: ingest_pb2.GroupValues(values=[value]) for name, value in of.group_filters.items()
             },
         )
-        metadata = call_metadata(namespace)
-
-        async def ask() -> ingest_pb2.QueryUsageResponse:
-            reply: ingest_pb2.QueryUsageResponse = await self._stub.QueryUsage(
-                request, timeout=self._deadline, metadata=metadata
+        reply: ingest_pb2.QueryUsageResponse | None = await self._ingest.find(
+            self._stub.QueryUsage, request, namespace=namespace, what=f"usage of meter {of.meter_key!r}"
+        )
+        if reply is None:
+            raise FailedPrecondition(
+                f"meter {of.meter_key!r} is not known to the ingest service",
+                metadata={"meter": of.meter_key},
             )
-            return reply
-
-        try:
-            reply = await call_with_retries(
-                ask,
-                service="ingest",
-                what=f"usage of meter {of.meter_key!r}",
-                attempts=self._attempts,
-                address=self._address,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise FailedPrecondition(
-                    f"meter {of.meter_key!r} is not known to the ingest service",
-                    metadata={"meter": of.meter_key},
-                ) from exc
-            raise RuntimeError(f"ingest QueryUsage failed with {exc.code().name}: {exc.details()}") from exc
         if reply.aggregation not in ADDITIVE_AGGREGATIONS:
             name = ingest_pb2.Aggregation.Name(reply.aggregation).removeprefix("AGGREGATION_")
             raise FailedPrecondition(
@@ -125,4 +105,4 @@ class IngestUsageReader:
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._ingest.close()

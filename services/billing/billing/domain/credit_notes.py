@@ -20,10 +20,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
-from billing.domain.common import Collector, canonical_id, check_request_id, check_text
 from billing.domain.invoices import Invoice, InvoiceLine, InvoiceStatus
 from meterlib.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from meterlib.money import MONEY_CONTEXT, Money, fits_minor_unit
+from meterlib.validation import Collector, canonical_id, check_request_id, check_text
 
 MAX_MEMO: Final = 4096
 MAX_LINE_DESCRIPTION: Final = 1024

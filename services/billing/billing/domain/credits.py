@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from billing.domain.common import Collector, check_key, check_request_id, check_text
 from meterlib.errors import FieldViolation
 from meterlib.money import MONEY_CONTEXT, Money, fits_minor_unit
+from meterlib.validation import Collector, check_key, check_request_id, check_text
 
 DEFAULT_PRIORITY: Final = 1
 MAX_DESCRIPTION: Final = 1024

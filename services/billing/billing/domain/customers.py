@@ -16,9 +16,9 @@ from typing import Final
 
 import pycountry
 
-from billing.domain.common import Collector, check_key, check_metadata, check_text
 from meterlib.errors import FieldViolation
 from meterlib.money import parse_currency
+from meterlib.validation import Collector, check_key, check_metadata, check_text
 
 MAX_NAME: Final = 256
 MAX_EMAIL: Final = 256

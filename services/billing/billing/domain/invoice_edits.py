@@ -14,12 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from billing.domain.common import Collector, canonical_id, check_request_id, check_text
 from billing.domain.invoices import InvoiceLine, LineType
 from billing.plans import TaxConfig
 from meterlib.errors import FailedPrecondition, FieldViolation
 from meterlib.money import MONEY_CONTEXT, Money, round_to_minor_unit
 from meterlib.periods import Period
+from meterlib.validation import Collector, canonical_id, check_request_id, check_text
 
 MAX_INVOICE_DESCRIPTION: Final = 4096
 MAX_LINE_NAME: Final = 256

@@ -16,9 +16,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from billing.domain.common import Collector, canonical_id, check_key, check_metadata, check_request_id
 from billing.subscriptions import CancelTiming, ChangeTiming, Subscription, SubscriptionStatus
 from meterlib.errors import FieldViolation
+from meterlib.validation import Collector, canonical_id, check_key, check_metadata, check_request_id
 
 
 def status_at(sub: Subscription, at: datetime) -> SubscriptionStatus:

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from billing.domain import DEFAULT_PRIORITY, Credit, fingerprint, require_id
+from billing.domain import DEFAULT_PRIORITY, Credit
 from billing.domain.credit_notes import CreateCreditNoteInput, CreditNote, Settlement
 from billing.domain.invoices import credit_note_number
 from billing.service.invoice_drafts import invoice_not_found, refreshed
@@ -24,7 +24,9 @@ from billing.store import BillingStore, Codec, Stores
 from billing.store.credit_notes import CreditNotePosition
 from meterlib.clock import Clock
 from meterlib.errors import FailedPrecondition, NotFound
+from meterlib.idempotency import fingerprint
 from meterlib.logs import get_logger
+from meterlib.validation import require_id
 
 log = get_logger("billing.credit_notes")
 

@@ -12,17 +12,16 @@ from billing.domain import (
     CreateCreditInput,
     Credit,
     CreditApplication,
-    fingerprint,
     plan_credit_applications,
-    require_id,
-    require_key,
 )
 from billing.service.customers import customer_not_found
 from billing.service.requests import RequestIds
 from billing.store import CREDIT, BillingStore, CreditPosition, Stores
 from meterlib.clock import Clock
 from meterlib.errors import FailedPrecondition, NotFound
+from meterlib.idempotency import fingerprint
 from meterlib.logs import get_logger
+from meterlib.validation import require_id, require_key
 
 log = get_logger("billing.credits")
 

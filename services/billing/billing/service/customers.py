@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from billing.domain import Customer, CustomerInput, require_key
+from billing.domain import Customer, CustomerInput
 from billing.service.ports import CopyConflict, CustomerCopies
 from billing.store import BillingStore, Referrer, Stores, SubjectTaken
 from meterlib.clock import Clock
 from meterlib.errors import AlreadyExists, FailedPrecondition, NotFound
 from meterlib.logs import get_logger
+from meterlib.validation import require_key
 
 log = get_logger("billing.customers")
 

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from billing.domain import check_text, fingerprint, require_id
 from billing.domain.invoice_edits import UpdateDraftInput
 from billing.domain.invoices import (
     Invoice,
@@ -41,7 +40,9 @@ from billing.store import BillingStore, Codec, Stores
 from billing.store.invoices import InvoiceFilter, InvoicePosition
 from meterlib.clock import Clock
 from meterlib.errors import FieldViolation, InvalidArgument, NotFound, Violations
+from meterlib.idempotency import fingerprint
 from meterlib.logs import get_logger
+from meterlib.validation import check_text, require_id
 
 log = get_logger("billing.invoices")
 

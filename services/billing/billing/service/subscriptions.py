@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
-from billing.domain import fingerprint, require_id
 from billing.domain.subscriptions import (
     AddOnChoice,
     ChangeKind,
@@ -66,7 +65,9 @@ from billing.subscriptions import (
 )
 from meterlib.clock import Clock
 from meterlib.errors import FailedPrecondition, NotFound
+from meterlib.idempotency import fingerprint
 from meterlib.logs import get_logger
+from meterlib.validation import require_id
 
 log = get_logger("billing.subscriptions")
 

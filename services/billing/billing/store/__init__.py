@@ -7,9 +7,6 @@ attribute on :class:`Stores`, and is then reachable both ways.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncpg
 
 from billing.store.billed import BilledChargeStore, BilledRecord, ChargeBilledElsewhere, DocumentNumbers
@@ -17,11 +14,9 @@ from billing.store.codec import CREDIT, Codec
 from billing.store.credit_notes import CreditNoteStore
 from billing.store.credits import CreditPosition, CreditStore, StaleCredits
 from billing.store.customers import CustomerStore, SubjectTaken
-from billing.store.executor import Executor
 from billing.store.invoice_runs import InvoiceRunStore
 from billing.store.invoices import InvoiceStore
 from billing.store.references import CURRENCY_REFERRERS, DELETE_REFERRERS, ReferenceStore, Referrer
-from billing.store.requests import RecordedRequest, RequestIdStore, RequestIdTaken, reused
 from billing.store.subscriptions import (
     SUBSCRIPTION_ID,
     ProvisionedEntitlement,
@@ -29,6 +24,8 @@ from billing.store.subscriptions import (
     SubscriptionPosition,
     SubscriptionStore,
 )
+from meterlib.idempotency import RecordedRequest, RequestIdTaken, reused
+from meterlib.stores import Executor, RequestIdStore, Transactions
 
 __all__ = [
     "CREDIT",
@@ -82,15 +79,9 @@ class Stores:
         self.invoice_runs = InvoiceRunStore(db)
 
 
-class BillingStore(Stores):
+class BillingStore(Stores, Transactions[Stores]):
     """The stores on the pool, and transactions."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool)
-        self._pool = pool
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Stores]:
-        """The stores bound to one transaction: committed when the block ends, rolled back if it raises."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield Stores(conn)
+        Stores.__init__(self, pool)
+        Transactions.__init__(self, pool, Stores)

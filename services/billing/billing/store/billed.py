@@ -10,9 +10,9 @@ from typing import Literal
 import asyncpg
 
 from billing.rating import Usage, add_usage
-from billing.store.executor import Executor
 from billing.store.invoice_json import usage_from_json, usage_to_json
 from meterlib.errors import FailedPrecondition
+from meterlib.stores import Executor
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from decimal import Decimal
 import asyncpg
 
 from billing.domain.credit_notes import CreditNote, CreditNoteLine, CreditNoteReason, Settlement
-from billing.store.executor import Executor
+from meterlib.stores import Executor
 
 _COLUMNS = (
     "id, number, invoice_id, customer_key, currency, reason, settlement, total, memo, credit_id, issue_time"

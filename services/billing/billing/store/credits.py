@@ -10,8 +10,8 @@ from decimal import Decimal
 import asyncpg
 
 from billing.domain import Credit, CreditApplication
-from billing.store.executor import Executor
 from meterlib.errors import Aborted
+from meterlib.stores import Executor
 
 COLUMNS = (
     "id, customer_key, currency, amount, balance, priority, effective_at, expires_at, description, "

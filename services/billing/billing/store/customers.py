@@ -8,8 +8,8 @@ from datetime import datetime
 import asyncpg
 
 from billing.domain import Address, Customer
-from billing.store.executor import Executor
 from meterlib.errors import AlreadyExists
+from meterlib.stores import Executor
 
 _COLUMNS = (
     "c.key, c.name, c.currency, c.email, c.address_country, c.address_postal_code, c.address_state, "

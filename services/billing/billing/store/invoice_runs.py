@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from billing.store.executor import Executor
+from meterlib.stores import Executor
 
 
 class SourceKind(StrEnum):

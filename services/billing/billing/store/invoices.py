@@ -17,7 +17,6 @@ import asyncpg
 from billing.domain.customers import Address
 from billing.domain.invoices import Invoice, InvoiceLine, InvoiceStatus, LineType, Totals
 from billing.plans import TaxBehavior, TaxConfig
-from billing.store.executor import Executor
 from billing.store.invoice_json import (
     address_from_json,
     address_to_json,
@@ -27,6 +26,7 @@ from billing.store.invoice_json import (
     tiers_to_json,
 )
 from meterlib.periods import Period
+from meterlib.stores import Executor
 
 _INVOICE_COLUMNS = """
     i.id, i.customer_key, i.currency, i.status, i.period_start, i.period_end, i.progressive, i.number,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from billing.store.executor import Executor
+from meterlib.stores import Executor
 
 _ACTIVE_CREDITS: Final = """
     SELECT 'credit' AS kind, id::text AS id FROM credits

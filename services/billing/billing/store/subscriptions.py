@@ -15,8 +15,8 @@ import asyncpg
 
 from billing.domain.subscriptions import StoredSubscription
 from billing.store.codec import Codec
-from billing.store.executor import Executor
 from billing.subscriptions import SubscriptionStatus, subscription_from_dict, subscription_to_dict
+from meterlib.stores import Executor
 
 _COLUMNS = "id, customer_key, timeline, metadata, create_time, update_time, invoiced_through"
 

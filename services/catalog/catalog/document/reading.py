@@ -34,9 +34,9 @@ from catalog.domain import (
     is_usage_based,
     price_model,
 )
-from catalog.domain.common import KEY_PATTERN
 from metering.catalog.v1 import catalog_pb2 as pb
 from meterlib.errors import FieldViolation, InvalidArgument
+from meterlib.validation import KEY_PATTERN
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 """The creation time given to the document's own features when they stand in as references."""

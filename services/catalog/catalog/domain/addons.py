@@ -19,9 +19,7 @@ from catalog.domain.common import (
     MAX_NAME,
     Collector,
     check_currency,
-    check_key,
     check_metadata,
-    check_text,
     check_unique,
 )
 from catalog.domain.plans import Plan
@@ -36,6 +34,7 @@ from catalog.domain.ratecards import (
 from catalog.domain.status import VersionStatus, ensure_draft, status_of
 from meterlib.errors import FieldViolation, NotFound
 from meterlib.money import is_currency
+from meterlib.validation import check_key, check_text
 
 MAX_COMPATIBLE_PLANS: Final = 100
 

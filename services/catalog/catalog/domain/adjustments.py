@@ -12,10 +12,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from catalog.domain.common import check_money, check_not_above, check_percent, check_text
+from catalog.domain.common import check_money, check_not_above, check_percent
 from catalog.domain.prices import Price, is_usage_based, price_model
 from meterlib.errors import Violations
 from meterlib.money import Money
+from meterlib.validation import check_text
 
 MAX_TAX_CODE: Final = 64
 _ZERO: Final = Decimal(0)

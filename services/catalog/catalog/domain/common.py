@@ -14,19 +14,16 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Final
 
-from meterlib.errors import FieldViolation, Violations
+from meterlib.errors import Violations
 from meterlib.money import Money, currency_exponent, fits_minor_unit, is_currency
+from meterlib.validation import MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE, check_text
+from meterlib.validation import Collector as SharedCollector
 
-KEY_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-KEY_RULE: Final = "must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
 DIMENSION_PATTERN: Final = re.compile(r"^[a-z0-9_]{1,64}$")
 """Meter dimension (group-by) names, as the ingest service accepts them."""
 DIMENSION_RULE: Final = "must be a meter dimension name: 1-64 characters of a-z, 0-9 and '_'"
 MAX_NAME: Final = 256
 MAX_DESCRIPTION: Final = 4096
-MAX_METADATA: Final = 32
-MAX_METADATA_KEY: Final = 64
-MAX_METADATA_VALUE: Final = 512
 MAX_GROUP_VALUE: Final = 256
 """Longest meter dimension value a feature filter or a matrix entry may name."""
 
@@ -42,7 +39,7 @@ def _related(a: str, b: str) -> bool:
     return long.startswith(short) and long[len(short)] in ".["
 
 
-class Collector(Violations):
+class Collector(SharedCollector):
     """Violations of one request, starting with what could not even be decoded from the wire.
 
     A value that could not be decoded reaches the domain as ``None`` (or not at all); a domain rule about
@@ -50,35 +47,9 @@ class Collector(Violations):
     so it is dropped. Every other rule still reports, so the caller sees every problem at once.
     """
 
-    def __init__(self, decode_violations: Iterable[FieldViolation] = ()) -> None:
-        super().__init__()
-        self.undecodable = tuple(decode_violations)
-        self.items.extend(self.undecodable)
-
-    def add(self, field: str, description: str) -> None:
-        """Record one violation unless it concerns a field that could not be decoded."""
-        if not self.undecodable_at(field):
-            super().add(field, description)
-
     def undecodable_at(self, path: str) -> bool:
         """Whether decoding failed for ``path``, a field inside it or a field that contains it."""
         return any(_related(path, d.field) for d in self.undecodable)
-
-
-def check_key(v: Violations, key: str, path: str) -> None:
-    """A natural key: 1-64 characters of a-z, 0-9, '_' or '-'."""
-    if not key:
-        v.add(path, "is required")
-    elif not KEY_PATTERN.match(key):
-        v.add(path, KEY_RULE)
-
-
-def check_text(v: Violations, value: str, path: str, limit: int) -> None:
-    """An optional free text of at most ``limit`` characters."""
-    if len(value) > limit:
-        v.add(path, f"must be at most {limit} characters")
-    elif "\x00" in value:
-        v.add(path, "must not contain NUL characters")
 
 
 def check_metadata(v: Violations, metadata: Mapping[str, str], path: str) -> None:

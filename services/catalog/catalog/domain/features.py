@@ -13,11 +13,10 @@ from catalog.domain.common import (
     MAX_DESCRIPTION,
     MAX_GROUP_VALUE,
     MAX_NAME,
-    check_key,
     check_metadata,
-    check_text,
 )
 from meterlib.errors import Violations
+from meterlib.validation import check_key, check_text
 
 MAX_GROUP_FILTERS: Final = 16
 """A meter has at most 16 dimensions, so a feature filters on at most that many."""

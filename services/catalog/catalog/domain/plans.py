@@ -12,9 +12,7 @@ from catalog.domain.common import (
     MAX_NAME,
     Collector,
     check_currency,
-    check_key,
     check_metadata,
-    check_text,
     check_unique_keys,
 )
 from catalog.domain.ratecards import RateCard, References, check_feature_references, check_rate_cards
@@ -22,6 +20,7 @@ from catalog.domain.status import VersionStatus, ensure_draft, status_of
 from meterlib.errors import FieldViolation
 from meterlib.money import is_currency
 from meterlib.periods import Cadence
+from meterlib.validation import check_key, check_text
 
 MAX_PHASES: Final = 10
 _DAY_SECONDS: Final = 86_400

@@ -21,11 +21,11 @@ from catalog.domain.common import (
     check_money,
     check_not_above,
     check_percent,
-    check_text,
     check_unique,
 )
 from meterlib.errors import Violations
 from meterlib.money import Money
+from meterlib.validation import check_text
 
 MAX_TIERS: Final = 32
 MAX_MATRIX_DIMENSIONS: Final = 4

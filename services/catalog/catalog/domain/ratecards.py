@@ -25,20 +25,13 @@ from catalog.domain.adjustments import (
     check_discounts,
     check_tax,
 )
-from catalog.domain.common import (
-    MAX_DESCRIPTION,
-    MAX_NAME,
-    Collector,
-    check_key,
-    check_metadata,
-    check_text,
-    check_unique_keys,
-)
+from catalog.domain.common import MAX_DESCRIPTION, MAX_NAME, Collector, check_metadata, check_unique_keys
 from catalog.domain.features import Feature
 from catalog.domain.prices import Price, check_price, is_usage_based, price_model
 from catalog.domain.templates import EntitlementTemplate, MeteredEntitlementTemplate, check_template
 from meterlib.errors import FailedPrecondition, NotFound
 from meterlib.periods import Cadence
+from meterlib.validation import check_key, check_text
 
 MAX_RATE_CARDS: Final = 100
 

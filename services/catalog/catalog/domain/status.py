@@ -17,13 +17,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
-from catalog.domain.common import check_key
 from meterlib.errors import FailedPrecondition, NotFound, Violations
 from meterlib.periods import as_utc
+from meterlib.validation import check_key, check_request_id
 
 CLOCK_SKEW: Final = timedelta(minutes=1)
 """How far in the past an ``effective_from`` or ``effective_to`` may be (clock skew between callers)."""
-MAX_REQUEST_ID: Final = 128
 
 
 class VersionStatus(StrEnum):
@@ -308,11 +307,7 @@ class NewDraftVersionInput:
     def validate(self) -> None:
         """Raise InvalidArgument listing every malformed field."""
         v = Violations()
-        rid = self.request_id
-        if not rid:
-            v.add("request_id", "is required")
-        elif len(rid) > MAX_REQUEST_ID or not (rid.isascii() and rid.isprintable()):
-            v.add("request_id", f"must be 1 to {MAX_REQUEST_ID} printable ASCII characters")
+        check_request_id(v, self.request_id)
         check_key(v, self.key, "key")
         v.check(self.source_version >= 0, "source_version", "must not be negative (0 means the latest)")
         v.raise_if_any("invalid new draft version")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from catalog.domain import CreateFeatureInput, Feature
-from catalog.domain.common import KEY_PATTERN
 from catalog.meters import MeterDirectory
 from catalog.store import CatalogStore, VersionRef
 from meterlib.clock import Clock
 from meterlib.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from meterlib.logs import get_logger
+from meterlib.validation import KEY_PATTERN
 
 log = get_logger("catalog.features")
 

@@ -29,7 +29,6 @@ from catalog.domain import (
     status_of,
     version_as_of,
 )
-from catalog.domain.common import check_key
 from catalog.service.references import ReferenceResolver
 from catalog.store import (
     CatalogStore,
@@ -43,6 +42,7 @@ from catalog.store import (
 from meterlib.clock import Clock
 from meterlib.errors import AlreadyExists, NotFound, Violations
 from meterlib.logs import get_logger
+from meterlib.validation import check_key
 
 V = TypeVar("V", Plan, AddOn)
 

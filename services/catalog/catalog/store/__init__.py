@@ -6,16 +6,13 @@ same stores bound to one transaction's connection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncpg
 
 from catalog.store.content import UnreadableContent
-from catalog.store.executor import Executor
 from catalog.store.features import FeatureStore
 from catalog.store.requests import RecordedRequest, RequestIdStore, reused
 from catalog.store.versions import AddOnStore, PlanStore, VersionFilter, VersionRef, VersionStore
+from meterlib.stores import Executor, Transactions
 
 __all__ = [
     "AddOnStore",
@@ -43,15 +40,9 @@ class Stores:
         self.request_ids = RequestIdStore(db)
 
 
-class CatalogStore(Stores):
+class CatalogStore(Stores, Transactions[Stores]):
     """The stores on the pool, and transactions."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool)
-        self._pool = pool
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Stores]:
-        """The stores bound to one transaction: committed when the block ends, rolled back if it raises."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield Stores(conn)
+        Stores.__init__(self, pool)
+        Transactions.__init__(self, pool, Stores)

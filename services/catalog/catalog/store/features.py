@@ -8,8 +8,8 @@ from datetime import datetime
 import asyncpg
 
 from catalog.domain import Feature
-from catalog.store.executor import Executor
 from meterlib.errors import AlreadyExists
+from meterlib.stores import Executor
 
 FEATURE_COLUMNS = (
     "key, name, description, meter_key, meter_group_filters, metadata, create_time, archive_time"

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
-from catalog.store.executor import Executor
 from meterlib.errors import AlreadyExists
+from meterlib.stores import Executor
 
 
 @dataclass(frozen=True)

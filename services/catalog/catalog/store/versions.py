@@ -23,8 +23,8 @@ from catalog.store.content import (
     read_add_on_content,
     read_plan_content,
 )
-from catalog.store.executor import Executor
 from meterlib.errors import AlreadyExists, FailedPrecondition
+from meterlib.stores import Executor
 
 V = TypeVar("V", Plan, AddOn)
 

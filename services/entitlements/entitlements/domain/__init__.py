@@ -1,16 +1,7 @@
 """The entitlements domain: customers, entitlements, grants, resets and history, their request inputs and
 every validation rule. Pure: no I/O. The burn-down arithmetic is ``entitlements.burndown``."""
 
-from entitlements.domain.common import (
-    DEFAULT_PRIORITY,
-    KEY_PATTERN,
-    Collector,
-    EntitlementRef,
-    canonical_id,
-    check_id,
-    check_key,
-    fingerprint,
-)
+from entitlements.domain.common import DEFAULT_PRIORITY, EntitlementRef
 from entitlements.domain.customers import MAX_SUBJECT_KEYS, Customer, UpsertCustomerInput
 from entitlements.domain.entitlements import (
     Entitlement,
@@ -37,6 +28,8 @@ from entitlements.domain.usage import (
     not_metered,
     segment_overage,
 )
+from meterlib.idempotency import fingerprint
+from meterlib.validation import KEY_PATTERN, Collector, canonical_id, check_id, check_key
 
 __all__ = [
     "DEFAULT_PRIORITY",

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from entitlements.domain.common import check_key
 from meterlib.errors import Violations
+from meterlib.validation import check_key
 
 MAX_SUBJECT_KEYS: Final = 100
 MAX_SUBJECT_KEY: Final = 256

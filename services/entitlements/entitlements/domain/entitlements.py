@@ -17,16 +17,10 @@ from enum import StrEnum
 from typing import Any, Final
 
 from entitlements.burndown import MeteredEntitlement, UsagePeriod, UsageReset, UsageSchedule
-from entitlements.domain.common import (
-    DEFAULT_PRIORITY,
-    Collector,
-    check_key,
-    check_metadata,
-    check_priority,
-    check_request_id,
-)
+from entitlements.domain.common import DEFAULT_PRIORITY, check_priority
 from meterlib.errors import FailedPrecondition, FieldViolation, NotFound
 from meterlib.periods import Cadence, Period
+from meterlib.validation import Collector, check_key, check_metadata, check_request_id
 
 MAX_STATIC_CONFIG_BYTES: Final = 16 * 1024
 

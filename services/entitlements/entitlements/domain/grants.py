@@ -14,16 +14,10 @@ from typing import Any, Final
 
 from entitlements.burndown import Grant as EngineGrant
 from entitlements.burndown import UsagePeriod
-from entitlements.domain.common import (
-    DEFAULT_PRIORITY,
-    Collector,
-    EntitlementRef,
-    check_metadata,
-    check_priority,
-    check_request_id,
-)
+from entitlements.domain.common import DEFAULT_PRIORITY, EntitlementRef, check_priority
 from meterlib.errors import FieldViolation
 from meterlib.periods import Cadence
+from meterlib.validation import Collector, check_metadata, check_request_id
 
 _ZERO: Final = Decimal(0)
 

@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Any, Final
 
 from entitlements.burndown import Segment
-from entitlements.domain.common import Collector, EntitlementRef, check_request_id
+from entitlements.domain.common import EntitlementRef
 from entitlements.domain.entitlements import Entitlement, Reset
 from meterlib.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from meterlib.money import money_context
 from meterlib.periods import Period, WindowSize, parse_time_zone, windows
+from meterlib.validation import Collector, check_request_id
 
 MAX_HISTORY_WINDOWS: Final = 1000
 _ZERO: Final = Decimal(0)

@@ -21,10 +21,10 @@ from entitlements.domain import (
 from entitlements.features import FeatureDirectory
 from entitlements.metering import ConsumptionMeter
 from entitlements.service.changes import DefinitionChanges
-from entitlements.service.requests import RequestIds
-from entitlements.store import EntitlementPosition, EntitlementsStore, Stores
+from entitlements.store import OUTCOME, EntitlementPosition, EntitlementsStore, Stores
 from meterlib.clock import Clock
 from meterlib.errors import NotFound, Violations
+from meterlib.idempotency import RequestIds
 from meterlib.logs import get_logger
 
 log = get_logger("entitlements.entitlements")
@@ -127,7 +127,7 @@ class EntitlementService:
         now = self._clock.now()
         new.validate(now)
         digest = fingerprint(CREATE_METHOD, new.request_fields())
-        first = await self._requests.recorded(namespace, new.request_id, CREATE_METHOD, digest)
+        first = await self._requests.recorded(namespace, new.request_id, CREATE_METHOD, digest, OUTCOME)
         if first is not None:
             assert first.entitlement is not None
             return first.entitlement
@@ -142,7 +142,9 @@ class EntitlementService:
             await tx.entitlements.insert(namespace, entitlement)
             return Outcome(entitlement=entitlement.viewed_at((), now))
 
-        outcome = await self._requests.run(namespace, new.request_id, CREATE_METHOD, digest, now, change)
+        outcome = await self._requests.run(
+            namespace, new.request_id, CREATE_METHOD, digest, now, change, OUTCOME
+        )
         assert outcome.entitlement is not None
         if outcome.entitlement.id == entitlement.id:
             log.info(
@@ -161,7 +163,7 @@ class EntitlementService:
         now = self._clock.now()
         new.validate(now)
         digest = fingerprint(OVERRIDE_METHOD, new.request_fields())
-        first = await self._requests.recorded(namespace, new.request_id, OVERRIDE_METHOD, digest)
+        first = await self._requests.recorded(namespace, new.request_id, OVERRIDE_METHOD, digest, OUTCOME)
         if first is None:
             ref = EntitlementRef.of_pair(new.customer_key, new.feature_key)
             await find_entitlement(self._store, namespace, ref)
@@ -177,7 +179,9 @@ class EntitlementService:
                 await tx.entitlements.insert(namespace, entitlement)
                 return Outcome(entitlement=entitlement.viewed_at((), now), replaced_entitlement_id=old.id)
 
-            first = await self._requests.run(namespace, new.request_id, OVERRIDE_METHOD, digest, now, change)
+            first = await self._requests.run(
+                namespace, new.request_id, OVERRIDE_METHOD, digest, now, change, OUTCOME
+            )
             assert first.entitlement is not None and first.replaced_entitlement_id is not None
             if first.entitlement.id == entitlement.id:
                 log.info(

@@ -19,11 +19,11 @@ from entitlements.domain import (
 )
 from entitlements.service.changes import DefinitionChanges
 from entitlements.service.entitlements import find_entitlement
-from entitlements.service.requests import RequestIds
 from entitlements.service.truth import Truth
-from entitlements.store import EntitlementsStore, GrantPosition, Stores
+from entitlements.store import OUTCOME, EntitlementsStore, GrantPosition, Stores
 from meterlib.clock import Clock
 from meterlib.errors import NotFound, Violations
+from meterlib.idempotency import RequestIds
 from meterlib.logs import get_logger
 from meterlib.remote import gather_all
 
@@ -55,7 +55,7 @@ class GrantService:
         now = self._clock.now()
         new.validate(now)
         digest = fingerprint(CREATE_METHOD, new.request_fields())
-        first = await self._requests.recorded(namespace, new.request_id, CREATE_METHOD, digest)
+        first = await self._requests.recorded(namespace, new.request_id, CREATE_METHOD, digest, OUTCOME)
         if first is not None:
             assert first.grant is not None
             return first.grant
@@ -71,7 +71,9 @@ class GrantService:
             await tx.grants.insert(namespace, grant)
             return Outcome(grant=grant)
 
-        outcome = await self._requests.run(namespace, new.request_id, CREATE_METHOD, digest, now, change)
+        outcome = await self._requests.run(
+            namespace, new.request_id, CREATE_METHOD, digest, now, change, OUTCOME
+        )
         grant = outcome.grant
         assert grant is not None
         if grant.id == grant_id:

@@ -15,10 +15,10 @@ from entitlements.domain import (
 )
 from entitlements.service.changes import DefinitionChanges
 from entitlements.service.entitlements import find_entitlement
-from entitlements.service.requests import RequestIds
 from entitlements.service.truth import Truth
-from entitlements.store import EntitlementsStore, Stores
+from entitlements.store import OUTCOME, EntitlementsStore, Stores
 from meterlib.clock import Clock
+from meterlib.idempotency import RequestIds
 from meterlib.logs import get_logger
 
 log = get_logger("entitlements.usage")
@@ -45,7 +45,7 @@ class UsageService:
         now = self._clock.now()
         request.validate(now)
         digest = fingerprint(RESET_METHOD, request.request_fields())
-        first = await self._requests.recorded(namespace, request.request_id, RESET_METHOD, digest)
+        first = await self._requests.recorded(namespace, request.request_id, RESET_METHOD, digest, OUTCOME)
         if first is not None:
             assert first.entitlement is not None
             return first.entitlement
@@ -60,7 +60,9 @@ class UsageService:
             await tx.entitlements.insert_reset(namespace, entitlement.id, reset)
             return Outcome(entitlement=entitlement.viewed_at([*resets, reset], now))
 
-        outcome = await self._requests.run(namespace, request.request_id, RESET_METHOD, digest, now, change)
+        outcome = await self._requests.run(
+            namespace, request.request_id, RESET_METHOD, digest, now, change, OUTCOME
+        )
         entitlement = outcome.entitlement
         assert entitlement is not None
         log.info("entitlement.usage_reset", entitlement_id=entitlement.id, at=request.effective_at or now)

@@ -6,30 +6,24 @@ same stores bound to one transaction's connection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncpg
 
+from entitlements.store.codec import OUTCOME
 from entitlements.store.customers import CustomerStore, SubjectTaken
 from entitlements.store.entitlements import EntitlementPosition, EntitlementStore
-from entitlements.store.executor import Executor
 from entitlements.store.grants import GrantPosition, GrantStore
-from entitlements.store.requests import RecordedRequest, RequestIdStore, RequestIdTaken, reused
+from meterlib.stores import Executor, RequestIdStore, Transactions
 
 __all__ = [
+    "OUTCOME",
     "CustomerStore",
     "EntitlementPosition",
     "EntitlementStore",
     "EntitlementsStore",
     "GrantPosition",
     "GrantStore",
-    "RecordedRequest",
-    "RequestIdStore",
-    "RequestIdTaken",
     "Stores",
     "SubjectTaken",
-    "reused",
 ]
 
 
@@ -43,15 +37,9 @@ class Stores:
         self.request_ids = RequestIdStore(db)
 
 
-class EntitlementsStore(Stores):
+class EntitlementsStore(Stores, Transactions[Stores]):
     """The stores on the pool, and transactions."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool)
-        self._pool = pool
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Stores]:
-        """The stores bound to one transaction: committed when the block ends, rolled back if it raises."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield Stores(conn)
+        Stores.__init__(self, pool)
+        Transactions.__init__(self, pool, Stores)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from entitlements.domain import Entitlement, EntitlementType, Grant, MeteredConfig, Outcome, Recurrence
+from meterlib.idempotency import JsonCodec
 from meterlib.money import format_decimal
 from meterlib.periods import Cadence, Period
 
@@ -160,3 +161,7 @@ def outcome_from_json(d: dict[str, Any]) -> Outcome:
         grant=None if d["grant"] is None else grant_from_json(d["grant"]),
         replaced_entitlement_id=d["replaced_entitlement_id"],
     )
+
+
+OUTCOME: JsonCodec[Outcome] = JsonCodec(outcome_to_json, outcome_from_json)
+"""The response of every RPC keyed by a request id: an Outcome."""

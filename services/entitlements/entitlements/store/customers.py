@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from entitlements.domain import Customer
-from entitlements.store.executor import Executor
 from meterlib.errors import AlreadyExists
+from meterlib.stores import Executor
 
 
 class SubjectTaken(AlreadyExists):

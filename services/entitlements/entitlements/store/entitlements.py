@@ -9,9 +9,9 @@ from datetime import datetime
 import asyncpg
 
 from entitlements.domain import Entitlement, EntitlementType, MeteredConfig, Reset
-from entitlements.store.executor import Executor
 from meterlib.errors import AlreadyExists
 from meterlib.periods import Cadence
+from meterlib.stores import Executor
 
 COLUMNS = (
     "id, customer_key, feature_key, type, static_config, usage_period, usage_period_anchor, "

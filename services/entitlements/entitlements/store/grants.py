@@ -9,8 +9,8 @@ from datetime import datetime
 import asyncpg
 
 from entitlements.domain import Grant, Recurrence
-from entitlements.store.executor import Executor
 from meterlib.periods import Cadence
+from meterlib.stores import Executor
 
 COLUMNS = (
     "id, entitlement_id, amount, priority, effective_at, expires_at, min_rollover, max_rollover, "

@@ -1,22 +1,18 @@
-"""Rules every billing resource shares: keys, ids, request ids, labels, bounded text and fingerprints.
+"""Field rules every service's requests share: natural keys, server-assigned ids, request ids, bounded text
+and free-form labels, each reported as a ``FieldViolation`` at the path the caller names.
 
-Field paths name proto fields exactly as ``metering.billing.v1`` spells them, with indices for repeated
-fields and ``[key]`` for map entries: ``customer.subject_keys[3]``, ``customer.metadata[team]``.
+A service keeps its own rules (currencies, priorities, references...) next to its domain and uses these for
+the rest, so that the same field gets the same message from every service.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from meterlib.errors import FieldViolation, InvalidArgument, Violations
-from meterlib.money import Money, format_decimal
 
 T = TypeVar("T")
 
@@ -37,13 +33,17 @@ class Collector(Violations):
 
     def __init__(self, decode_violations: Iterable[FieldViolation] = ()) -> None:
         super().__init__()
-        self._undecodable = tuple(decode_violations)
-        self.items.extend(self._undecodable)
+        self.undecodable = tuple(decode_violations)
+        self.items.extend(self.undecodable)
 
     def add(self, field: str, description: str) -> None:
         """Record one violation unless it concerns a field that could not be decoded."""
-        if not any(field == d.field or field.startswith(d.field + ".") for d in self._undecodable):
+        if not self.undecodable_at(field):
             super().add(field, description)
+
+    def undecodable_at(self, path: str) -> bool:
+        """Whether decoding failed for ``path`` or a field that contains it."""
+        return any(path == d.field or path.startswith(d.field + ".") for d in self.undecodable)
 
     def absorb(self, read: Callable[[], T]) -> T | None:
         """``read()``, or None with its field violations recorded when it raises InvalidArgument."""
@@ -88,15 +88,20 @@ def canonical_id(text: str) -> str | None:
         return None
 
 
+def check_id(v: Violations, text: str, path: str) -> None:
+    """A server-assigned id: a UUID."""
+    if not text:
+        v.add(path, "is required")
+    elif canonical_id(text) is None:
+        v.add(path, "must be a UUID, as the server assigned it")
+
+
 def require_id(text: str, path: str) -> str:
     """The canonical form of a server-assigned id; InvalidArgument naming ``path`` unless it is a UUID."""
     v = Violations()
-    canonical = canonical_id(text)
-    if not text:
-        v.add(path, "is required")
-    elif canonical is None:
-        v.add(path, "must be a UUID, as the server assigned it")
+    check_id(v, text, path)
     v.raise_if_any()
+    canonical = canonical_id(text)
     assert canonical is not None
     return canonical
 
@@ -123,25 +128,3 @@ def check_metadata(v: Violations, metadata: Mapping[str, str], path: str) -> Non
             v.add(where, f"values must be at most {MAX_METADATA_VALUE} characters")
         elif "\x00" in value:
             v.add(where, "values must not contain NUL characters")
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format_decimal(value)
-    if isinstance(value, Money):
-        return [format_decimal(value.amount), value.currency]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def fingerprint(method: str, request: Mapping[str, Any]) -> str:
-    """A digest of a request as sent (unset fields stay unset), to tell a retry from another request."""
-    text = json.dumps(
-        {"method": method, "request": _canonical(request)}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
