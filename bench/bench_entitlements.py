@@ -189,19 +189,25 @@ def _service_env(found: _Backends, **extra: str) -> dict[str, str]:
     return env
 
 
-@contextlib.asynccontextmanager
-async def catalog_server(env: Mapping[str, str], log_path: Path) -> AsyncIterator[RunningServer]:
+def catalog_server(
+    env: Mapping[str, str], log_path: Path
+) -> contextlib.AbstractAsyncContextManager[RunningServer]:
     """`python -m catalog` on a free 127.0.0.1 port, its log in `log_path`; SIGTERM then SIGKILL on exit."""
+    return service_server("catalog", env, log_path)
+
+
+@contextlib.asynccontextmanager
+async def service_server(
+    service: str, env: Mapping[str, str], log_path: Path
+) -> AsyncIterator[RunningServer]:
+    """`python -m <service>` on a free 127.0.0.1 port (its METERING_<SERVICE>_HOST/PORT), metrics off, its
+    log in `log_path`; SIGTERM then SIGKILL on exit."""
     port = free_port()
-    env = {
-        **env,
-        "METERING_CATALOG_HOST": "127.0.0.1",
-        "METERING_CATALOG_PORT": str(port),
-        "METERING_CATALOG_METRICS_PORT": "0",
-    }
+    prefix = f"METERING_{service.upper()}_"
+    env = {**env, f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), f"{prefix}METRICS_PORT": "0"}
     with log_path.open("ab") as log_file:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "catalog",
+            sys.executable, "-m", service,
             stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd=REPO_ROOT, env=env,
         )  # fmt: skip
     try:
