@@ -47,6 +47,16 @@ class Transactions(Generic[S]):
         async with self._pool.acquire() as conn, conn.transaction():
             yield self._bind(conn)
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[S]:
+        """The stores bound to one pooled connection outside any transaction: each statement commits on
+        its own. For work that holds a session lock while what it does is recorded as it goes; doing
+        that with a transaction for the lock and the pool for the records would take two connections
+        at once, and enough such callers would hold every connection of the pool, each waiting for one
+        more."""
+        async with self._pool.acquire() as conn:
+            yield self._bind(conn)
+
 
 class RequestIdStore:
     """Request ids by namespace: what a state-changing RPC keyed by ``request_id`` answered the first time.

@@ -336,6 +336,23 @@ async def test_entitlements_are_provisioned_and_follow_phases(
     assert check_tokens.has_access and check_tokens.balance.value == "1000"
 
 
+async def test_more_concurrent_subscriptions_than_database_connections_all_provision(
+    world: None, billing: Billing, ent: Ent
+) -> None:
+    """Three times as many CreateSubscription calls in flight as billing has pooled connections (10 by
+    default): each provisions its entitlements after its commit, on one connection at a time."""
+    keys = [f"c{i:02d}" for i in range(30)]
+    for key in keys:
+        await create_customer(billing, customer(key, [f"{key}-prod"]))
+    subs = await asyncio.wait_for(
+        asyncio.gather(*(subscribe(billing, f"sub-{key}", customer_key=key) for key in keys)), timeout=60
+    )
+    assert len({sub.id for sub in subs}) == len(keys)
+    for sub in subs:
+        assert item(sub, "sso", "trial").entitlement_id
+        assert item(sub, "tokens").entitlement_id
+
+
 async def test_cancel_immediately_ends_the_entitlements(
     world: None, billing: Billing, ent: Ent, clock: FixedClock
 ) -> None:

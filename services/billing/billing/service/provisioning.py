@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from billing.service.subscription_ports import EntitlementProvisioner, EntitlementSpec
-from billing.store import BillingStore, ProvisionedEntitlement
+from billing.store import BillingStore, ProvisionedEntitlement, Stores
 from billing.subscriptions import Subscription, SubscriptionItem
 from meterlib.clock import Clock
 from meterlib.errors import DomainError
@@ -153,57 +153,59 @@ class Provisioning:
     async def reconcile(self, namespace: str, subscription_id: str) -> None:
         """Bring the subscription's entitlements up to date; raises what the entitlements port raises
         (``Unavailable`` when it cannot be reached), leaving the rest for the next reconciliation."""
-        # A transaction only for its lock: reconciliations of one subscription run one at a time, each
-        # on the state read under the lock. Outcomes are recorded on the pool, at once, so that what
-        # was done is known even when a later call fails.
-        async with self._store.transaction() as tx:
-            await tx.subscriptions.lock_provisioning(namespace, subscription_id)
-            stored = await tx.subscriptions.get(namespace, subscription_id)
-            if stored is None:
-                return
-            rows = await tx.subscription_entitlements.of(namespace, subscription_id)
-            now = self._clock.now()
-            plan = plan_provisioning(stored.timeline, rows, now)
-            sub, customer = stored.timeline, stored.customer_key
-            records = self._store.subscription_entitlements
-            for row in plan.delete:
-                await self._provisioner.delete(namespace, row.entitlement_id)
-                await records.mark_deleted(namespace, subscription_id, row.item_id, now)
-                log.info(
-                    "subscription.entitlement_deleted", subscription_id=subscription_id, item=row.item_id
-                )
-            for item, revision in plan.create:
-                spec = entitlement_spec(sub, subscription_id, customer, item)
-                rid = request_id(subscription_id, item.id, revision)
-                entitlement_id = await self._provisioner.create(namespace, rid, spec)
-                record = ProvisionedEntitlement(
-                    item.id, spec.feature_key, entitlement_id, item.active_to, revision, False
-                )
-                await records.record(namespace, subscription_id, record, now)
-                log.info(
-                    "subscription.entitlement_created",
-                    subscription_id=subscription_id,
-                    item=item.id,
-                    entitlement_id=entitlement_id,
-                )
-            for row, item in plan.replace:
-                spec = entitlement_spec(sub, subscription_id, customer, item)
-                revision = row.revision + 1
-                rid = request_id(subscription_id, item.id, revision)
-                entitlement_id = await self._provisioner.replace(namespace, rid, spec)
-                record = ProvisionedEntitlement(
-                    item.id, spec.feature_key, entitlement_id, item.active_to, revision, False
-                )
-                await records.record(namespace, subscription_id, record, now)
-                log.info(
-                    "subscription.entitlement_replaced",
-                    subscription_id=subscription_id,
-                    item=item.id,
-                    entitlement_id=entitlement_id,
-                )
-            await self._store.subscriptions.set_provision_due(
-                namespace, subscription_id, plan.due_at, stored.update_time
+        # One connection, outside any transaction: a session lock makes reconciliations of one
+        # subscription run one at a time, each on the state read under the lock, and each outcome is
+        # committed at once, so that what was done is known even when a later call fails.
+        async with self._store.connection() as db:
+            await db.subscriptions.lock_provisioning(namespace, subscription_id)
+            try:
+                await self._reconcile_locked(db, namespace, subscription_id)
+            finally:
+                await db.subscriptions.unlock_provisioning(namespace, subscription_id)
+
+    async def _reconcile_locked(self, db: Stores, namespace: str, subscription_id: str) -> None:
+        stored = await db.subscriptions.get(namespace, subscription_id)
+        if stored is None:
+            return
+        rows = await db.subscription_entitlements.of(namespace, subscription_id)
+        now = self._clock.now()
+        plan = plan_provisioning(stored.timeline, rows, now)
+        sub, customer = stored.timeline, stored.customer_key
+        records = db.subscription_entitlements
+        for row in plan.delete:
+            await self._provisioner.delete(namespace, row.entitlement_id)
+            await records.mark_deleted(namespace, subscription_id, row.item_id, now)
+            log.info("subscription.entitlement_deleted", subscription_id=subscription_id, item=row.item_id)
+        for item, revision in plan.create:
+            spec = entitlement_spec(sub, subscription_id, customer, item)
+            rid = request_id(subscription_id, item.id, revision)
+            entitlement_id = await self._provisioner.create(namespace, rid, spec)
+            record = ProvisionedEntitlement(
+                item.id, spec.feature_key, entitlement_id, item.active_to, revision, False
             )
+            await records.record(namespace, subscription_id, record, now)
+            log.info(
+                "subscription.entitlement_created",
+                subscription_id=subscription_id,
+                item=item.id,
+                entitlement_id=entitlement_id,
+            )
+        for row, item in plan.replace:
+            spec = entitlement_spec(sub, subscription_id, customer, item)
+            revision = row.revision + 1
+            rid = request_id(subscription_id, item.id, revision)
+            entitlement_id = await self._provisioner.replace(namespace, rid, spec)
+            record = ProvisionedEntitlement(
+                item.id, spec.feature_key, entitlement_id, item.active_to, revision, False
+            )
+            await records.record(namespace, subscription_id, record, now)
+            log.info(
+                "subscription.entitlement_replaced",
+                subscription_id=subscription_id,
+                item=item.id,
+                entitlement_id=entitlement_id,
+            )
+        await db.subscriptions.set_provision_due(namespace, subscription_id, plan.due_at, stored.update_time)
 
     async def reconcile_due(self, limit: int = 100) -> int:
         """Reconcile the subscriptions whose provisioning is due; returns how many succeeded. A failure

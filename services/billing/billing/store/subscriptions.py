@@ -269,9 +269,19 @@ class SubscriptionStore:
     # --- provisioning ---------------------------------------------------------------------------------
 
     async def lock_provisioning(self, namespace: str, subscription_id: str) -> None:
-        """Serialise the provisioning of one subscription until the transaction ends."""
+        """Serialise the provisioning of one subscription: a session lock on this connection, held until
+        :meth:`unlock_provisioning` (or until the connection goes back to the pool, which releases a
+        session's advisory locks)."""
         await self._db.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('billing.provision/' || $1 || '/' || $2, 0))",
+            "SELECT pg_advisory_lock(hashtextextended('billing.provision/' || $1 || '/' || $2, 0))",
+            namespace,
+            subscription_id,
+        )
+
+    async def unlock_provisioning(self, namespace: str, subscription_id: str) -> None:
+        """Release :meth:`lock_provisioning`."""
+        await self._db.execute(
+            "SELECT pg_advisory_unlock(hashtextextended('billing.provision/' || $1 || '/' || $2, 0))",
             namespace,
             subscription_id,
         )
