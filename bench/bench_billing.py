@@ -16,7 +16,7 @@
   migrations, then `python -m ingest`, `catalog`, `entitlements` and `billing` on 127.0.0.1 (killed in
   `finally`s), billing's background loops and automatic issue pushed out of the way. Setup, through the
   APIs: the meter (ingest), the features and the published plan (catalog), the customers and their
-  subscriptions (billing, SETUP_CONCURRENCY in flight: see there why so few), the events (ingest), waited
+  subscriptions (billing, SETUP_CONCURRENCY in flight), the events (ingest), waited
   for until QueryUsage shows them. A plan version can only be published from now on, a billing cadence is
   at least a day, and RunInvoices refuses an `as_of` in the future: so the subscriptions start START_AGO
   (36 h) ago on the version given explicitly (CreateSubscription accepts a version SCHEDULED at the
@@ -163,9 +163,7 @@ START_AGO = timedelta(hours=36)  # the first period ended 12 h ago, the second e
 EVENTS_PER_FEATURE = 2  # events of each feature per customer in the first period
 EVENTS_PER_INGEST = 1000
 INGEST_CONCURRENCY = 4
-# Below billing's pool of 10 connections: CreateSubscription's provisioning holds a transaction while it
-# takes a second connection from the pool, so 10 in flight can wait for each other forever.
-SETUP_CONCURRENCY = 8
+SETUP_CONCURRENCY = 32
 PROGRESS_EVERY = 1000
 USAGE_TIMEOUT_S = 120.0
 RUN_DEADLINE_S = 900.0

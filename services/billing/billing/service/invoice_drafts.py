@@ -193,71 +193,90 @@ async def save_draft(tx: Stores, namespace: str, new: DraftInput, at: datetime) 
     module's docstring). Raises NotFound (customer), FailedPrecondition (deleted customer; an invoice
     no longer GATHERING/DRAFT, ERROR_REASON_IMMUTABLE; a status moved back), and
     ``billing.store.ChargeBilledElsewhere`` when another invoice billed a charge for good."""
-    if new.status not in EDITABLE:
-        raise ValueError(f"a computed invoice is GATHERING or DRAFT, not {new.status}")
     invoice_id = new.invoice_id or str(uuid.uuid4())
     existing = await tx.invoices.get(namespace, invoice_id, lines=False, for_update=True)
     if existing is None:
-        # FOR SHARE: the customer's currency cannot change, nor the customer be deleted, until the
-        # invoice is committed; then UpdateCustomer and DeleteCustomer see it.
-        customer = await tx.customers.get(namespace, new.customer_key, lock="FOR SHARE")
-        if customer is None:
-            raise customer_not_found(new.customer_key)
-        if customer.deleted:
-            raise FailedPrecondition(f"customer {customer.key!r} is deleted", reason="ERROR_REASON_ARCHIVED")
-        # A new invoice has no credits, credit notes, manual or removed lines: its totals are its
-        # computed lines', stored with it rather than read back.
-        lines = tuple(computed_lines(invoice_id, new.parts))
-        invoice = Invoice(
-            id=invoice_id,
-            customer_key=customer.key,
-            currency=customer.currency,
-            status=new.status,
-            create_time=at,
-            update_time=at,
-            progressive=new.progressive,
-            description=new.description,
-            collection_time=new.collection_time,
-            metadata=dict(new.metadata),
-            lines=lines,
-            totals=compute_totals(lines, customer.currency),
-            period=covering_period(lines, _drafted_period(new.parts)),
-            customer_name=customer.name,
-            billing_address=customer.billing_address,
-        )
-        await tx.invoices.insert(namespace, invoice)
-        await tx.invoices.insert_lines(namespace, invoice_id, lines, at)
-        await _record_billed(tx, namespace, invoice_id, new.parts, at)
+        [invoice] = await insert_drafts(tx, namespace, [replace(new, invoice_id=invoice_id)], at)
         return invoice
-    else:
-        if existing.customer_key != new.customer_key:
-            raise FailedPrecondition(f"invoice {invoice_id!r} belongs to customer {existing.customer_key!r}")
-        check_recalculable(existing)
-        if existing.status is InvoiceStatus.DRAFT and new.status is InvoiceStatus.GATHERING:
-            raise FailedPrecondition(
-                f"invoice {invoice_id!r} is DRAFT and cannot go back to GATHERING",
-                reason="ERROR_REASON_INVALID_STATE_TRANSITION",
-            )
-        invoice = replace(
-            existing, status=new.status, collection_time=new.collection_time or existing.collection_time
+    _check_status(new)
+    if existing.customer_key != new.customer_key:
+        raise FailedPrecondition(f"invoice {invoice_id!r} belongs to customer {existing.customer_key!r}")
+    check_recalculable(existing)
+    if existing.status is InvoiceStatus.DRAFT and new.status is InvoiceStatus.GATHERING:
+        raise FailedPrecondition(
+            f"invoice {invoice_id!r} is DRAFT and cannot go back to GATHERING",
+            reason="ERROR_REASON_INVALID_STATE_TRANSITION",
         )
-        await tx.invoices.replace_computed_lines(
-            namespace, invoice_id, computed_lines(invoice_id, new.parts), at
-        )
-        await tx.billed.forget_invoice(namespace, invoice_id)
-    await _record_billed(tx, namespace, invoice_id, new.parts, at)
+    invoice = replace(
+        existing, status=new.status, collection_time=new.collection_time or existing.collection_time
+    )
+    await tx.invoices.replace_computed_lines(namespace, invoice_id, computed_lines(invoice_id, new.parts), at)
+    await tx.billed.forget_invoice(namespace, invoice_id)
+    await tx.billed.record(namespace, _bills(invoice_id, new.parts), at)
     # The draft's own period counts even when it has no lines left (every line removed).
     if invoice.period is None:
         invoice = replace(invoice, period=_drafted_period(new.parts))
     return await refreshed(tx, namespace, invoice, at)
 
 
+async def insert_drafts(
+    tx: Stores, namespace: str, drafts: Sequence[DraftInput], at: datetime
+) -> list[Invoice]:
+    """Create new invoices from computed parts, in the caller's transaction, with a few statements
+    for all of them (an invoice run stores many at once). Each draft's ``invoice_id`` is its id (a new
+    one when None) and must not be taken. Raises as :func:`save_draft` does for a new invoice."""
+    for new in drafts:
+        _check_status(new)
+    # FOR SHARE: the customers' currencies cannot change, nor the customers be deleted, until the
+    # invoices are committed; then UpdateCustomer and DeleteCustomer see them.
+    customers = await tx.customers.get_many(
+        namespace, sorted({new.customer_key for new in drafts}), lock="FOR SHARE"
+    )
+    invoices: list[Invoice] = []
+    for new in drafts:
+        customer = customers.get(new.customer_key)
+        if customer is None:
+            raise customer_not_found(new.customer_key)
+        if customer.deleted:
+            raise FailedPrecondition(f"customer {customer.key!r} is deleted", reason="ERROR_REASON_ARCHIVED")
+        # A new invoice has no credits, credit notes, manual or removed lines: its totals are its
+        # computed lines', stored with it rather than read back.
+        invoice_id = new.invoice_id or str(uuid.uuid4())
+        lines = tuple(computed_lines(invoice_id, new.parts))
+        invoices.append(
+            Invoice(
+                id=invoice_id,
+                customer_key=customer.key,
+                currency=customer.currency,
+                status=new.status,
+                create_time=at,
+                update_time=at,
+                progressive=new.progressive,
+                description=new.description,
+                collection_time=new.collection_time,
+                metadata=dict(new.metadata),
+                lines=lines,
+                totals=compute_totals(lines, customer.currency),
+                period=covering_period(lines, _drafted_period(new.parts)),
+                customer_name=customer.name,
+                billing_address=customer.billing_address,
+            )
+        )
+    await tx.invoices.insert(namespace, invoices)
+    await tx.invoices.insert_lines(namespace, [(i.id, line) for i in invoices for line in i.lines], at)
+    bills = [bill for i, new in zip(invoices, drafts, strict=True) for bill in _bills(i.id, new.parts)]
+    await tx.billed.record(namespace, bills, at)
+    return invoices
+
+
+def _check_status(new: DraftInput) -> None:
+    if new.status not in EDITABLE:
+        raise ValueError(f"a computed invoice is GATHERING or DRAFT, not {new.status}")
+
+
+def _bills(invoice_id: str, parts: Sequence[InvoicePart]) -> list[tuple[str, str, list[BilledRecord]]]:
+    return [(invoice_id, part.subscription_id, _billed_records(part)) for part in parts]
+
+
 def _drafted_period(parts: Sequence[InvoicePart]) -> Period | None:
     return next((p.draft.period for p in parts if p.draft.period is not None), None)
-
-
-async def _record_billed(
-    tx: Stores, namespace: str, invoice_id: str, parts: Sequence[InvoicePart], at: datetime
-) -> None:
-    for part in parts:
-        await tx.billed.record(namespace, invoice_id, part.subscription_id, _billed_records(part), at)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -33,9 +33,9 @@ from billing.domain.invoices import Invoice, InvoiceStatus, compute_totals
 from billing.domain.subscriptions import StoredSubscription, next_period_end
 from billing.invoicing import ChargeUsage
 from billing.invoicing.usage import usage_group_by, usage_is_zero, usage_minus, usage_of
-from billing.service.invoice_drafts import DraftInput, InvoicePart, computed_lines, save_draft
+from billing.service.invoice_drafts import DraftInput, InvoicePart, computed_lines, insert_drafts, save_draft
 from billing.service.invoices import InvoiceService
-from billing.store import BillingStore
+from billing.store import BillingStore, Stores
 from billing.store.billed import BilledCharge
 from billing.store.invoice_runs import InvoiceSource, RunRecord, SourceKind
 from billing.subscriptions import (
@@ -64,10 +64,12 @@ log = get_logger("billing.invoices")
 
 _INVOICE_IDS: Final = uuid.UUID("0b7f5e52-3c0d-4d8e-a1f6-9e3b2c4d5a60")
 _INSTANT: Final = timedelta(microseconds=1)
-BATCH_SUBSCRIPTIONS: Final = 500
-"""Subscriptions read, and usage asked of ingest, per batch of a run."""
-CONCURRENT_INVOICES: Final = 8
-"""Invoices stored at once by a run (each in its own transaction)."""
+BATCH_CUSTOMERS: Final = 500
+"""Customers whose subscriptions are read, and whose usage is asked of ingest, per batch of a run."""
+GROUP_INVOICES: Final = 50
+"""Invoices stored by a run in one transaction."""
+CONCURRENT_GROUPS: Final = 4
+"""Transactions storing invoices at once in a run."""
 
 
 @dataclass(frozen=True)
@@ -281,14 +283,14 @@ class InvoiceRun:
         until = record.as_of  # a resumed run invoices up to the instant the first attempt chose
         examined = 0
         already = 0
-        after_id: str | None = None
+        after: str | None = None
         while True:
             batch = await self._store.subscriptions.due_for_invoicing(
-                namespace, until, customer_keys=customer_keys, after_id=after_id, limit=BATCH_SUBSCRIPTIONS
+                namespace, until, customer_keys=customer_keys, after_customer=after, customers=BATCH_CUSTOMERS
             )
             if not batch:
                 break
-            after_id = batch[-1].id
+            after = batch[-1].customer_key
             examined += len(batch)
             already += await self._run_batch(namespace, request_id, batch, until)
         finished = await self._store.invoice_runs.finish_run(namespace, request_id, examined, already, now)
@@ -324,63 +326,88 @@ class InvoiceRun:
                     part.source.end + self._delay,
                 )
             invoices[key].parts.append(part)
-        gate = asyncio.Semaphore(CONCURRENT_INVOICES)
+        gate = asyncio.Semaphore(CONCURRENT_GROUPS)
 
-        async def store(invoice: _Invoice) -> int:
+        async def store(group: list[_Invoice]) -> int:
             async with gate:
-                return await self._store_invoice(namespace, request_id, invoice)
+                return await self._store_group(namespace, request_id, group)
 
-        # Invoices of one subscription must be stored in period order (invoiced_through only moves on).
-        by_subscription: dict[str, list[_Invoice]] = defaultdict(list)
-        for invoice in sorted(invoices.values(), key=lambda i: i.parts[0].source.end):
-            by_subscription[invoice.parts[0].subscription.id].append(invoice)
+        already = 0
+        for wave in _waves(list(invoices.values())):
+            groups = [wave[i : i + GROUP_INVOICES] for i in range(0, len(wave), GROUP_INVOICES)]
+            already += sum(await asyncio.gather(*(store(group) for group in groups)))
+        return already
 
-        async def in_order(chain: list[_Invoice]) -> int:
-            return sum([await store(invoice) for invoice in chain])
+    async def _store_group(self, namespace: str, request_id: str | None, group: list[_Invoice]) -> int:
+        """Store invoices (of distinct subscriptions) in one transaction; returns how many parts were
+        already invoiced by another run. When that fails for a reason of one invoice's own (a charge
+        billed meanwhile by a concurrent run, a customer deleted), they are stored one at a time, so
+        that the others are stored and the failure is that invoice's."""
+        try:
+            async with self._store.transaction() as tx:
+                return await self._store_in(tx, namespace, request_id, group)
+        except DomainError:
+            if len(group) == 1:
+                raise
+        already = 0
+        for invoice in group:
+            async with self._store.transaction() as tx:
+                already += await self._store_in(tx, namespace, request_id, [invoice])
+        return already
 
-        return sum(await asyncio.gather(*(in_order(chain) for chain in by_subscription.values())))
-
-    async def _store_invoice(self, namespace: str, request_id: str | None, invoice: _Invoice) -> int:
-        """Store one invoice and move its subscriptions on; returns how many parts were already
-        invoiced by another run (those are left out)."""
+    async def _store_in(
+        self, tx: Stores, namespace: str, request_id: str | None, group: list[_Invoice]
+    ) -> int:
+        """Store invoices and move their subscriptions on, in the caller's transaction, with a few
+        statements for them all; parts another run invoiced meanwhile, or whose subscription changed
+        since its charges were computed (the next run computes them anew), are left out."""
         at = self._clock.now()
-        async with self._store.transaction() as tx:
-            fresh: list[_Part] = []
-            already = 0
+        states = await tx.subscriptions.lock_invoicing(
+            namespace, sorted({part.subscription.id for invoice in group for part in invoice.parts})
+        )
+        already = 0
+        fresh: list[tuple[_Invoice, list[_Part]]] = []
+        for invoice in group:
+            kept = []
             for part in invoice.parts:
-                locked = await tx.subscriptions.get(namespace, part.subscription.id, lock="FOR UPDATE")
-                if locked is None or _invoiced(locked, part.source):
+                state = states.get(part.subscription.id)
+                if state is None or _invoiced(state[0], part.source):
                     already += 1
-                    continue
-                if locked.update_time != part.subscription.update_time:
-                    # Changed since the charges were computed (a plan change, a cancellation): the next
-                    # run computes them anew.
-                    continue
-                fresh.append(part)
-            lines = [p for p in fresh if p.part.charges]
-            if lines:
-                await save_draft(
-                    tx,
-                    namespace,
-                    DraftInput(
-                        customer_key=invoice.customer_key,
-                        parts=[p.part for p in lines],
-                        status=invoice.status,
-                        collection_time=invoice.collection_time,
-                        invoice_id=invoice.invoice_id,
-                    ),
-                    at,
+                elif state[1] == part.subscription.update_time:
+                    kept.append(part)
+            fresh.append((invoice, kept))
+        billed = [(invoice, [p for p in kept if p.part.charges]) for invoice, kept in fresh]
+        billed = [(invoice, parts) for invoice, parts in billed if parts]
+        taken = await tx.invoices.existing(namespace, [invoice.invoice_id for invoice, _ in billed])
+        drafts = [
+            DraftInput(
+                customer_key=invoice.customer_key,
+                parts=[p.part for p in parts],
+                status=invoice.status,
+                collection_time=invoice.collection_time,
+                invoice_id=_invoice_id(invoice, parts, taken),
+            )
+            for invoice, parts in billed
+        ]
+        if drafts:
+            await insert_drafts(tx, namespace, drafts, at)
+            sources = [
+                (d.invoice_id or "", p.source)
+                for d, (_, parts) in zip(drafts, billed, strict=True)
+                for p in parts
+            ]
+            await tx.invoice_runs.add_sources(namespace, sources)
+            if request_id is not None:
+                await tx.invoice_runs.add_invoices(
+                    namespace, request_id, [d.invoice_id or "" for d in drafts]
                 )
-                await tx.invoice_runs.add_sources(namespace, invoice.invoice_id, [p.source for p in lines])
-                if request_id is not None:
-                    await tx.invoice_runs.add_invoice(namespace, request_id, invoice.invoice_id)
-            for part in fresh:
-                if part.source.kind is not SourceKind.PROGRESSIVE:
-                    timeline = part.subscription.timeline
-                    through = part.source.end
-                    await tx.subscriptions.set_invoiced_through(
-                        namespace, part.subscription.id, through, next_period_end(timeline, through)
-                    )
+        moves = [
+            (p.subscription.id, p.source.end, next_period_end(p.subscription.timeline, p.source.end))
+            for _, kept in fresh
+            for p in kept
+            if p.source.kind is not SourceKind.PROGRESSIVE
+        ]
+        await tx.subscriptions.set_invoiced_through(namespace, moves)
         return already
 
     # --- progressive invoices, previews and recalculation ---------------------------------------------
@@ -447,7 +474,7 @@ class InvoiceRun:
                 ),
                 now,
             )
-            await tx.invoice_runs.add_sources(namespace, invoice_id, [p.source for p in parts])
+            await tx.invoice_runs.add_sources(namespace, [(invoice_id, p.source) for p in parts])
         return invoice_id
 
     async def _running_subscriptions(
@@ -531,13 +558,43 @@ class InvoiceRun:
             )
 
 
-def _invoiced(sub: StoredSubscription, source: InvoiceSource) -> bool:
-    """Whether another run invoiced the source already."""
-    if source.kind is SourceKind.PROGRESSIVE:
+def _invoiced(invoiced_through: datetime | None, source: InvoiceSource) -> bool:
+    """Whether another run invoiced the source already, given its subscription's ``invoiced_through``."""
+    if source.kind is SourceKind.PROGRESSIVE or invoiced_through is None:
         return False
-    if sub.invoiced_through is None:
-        return False
-    return source.end <= sub.invoiced_through if source.kind is SourceKind.PERIOD else True
+    return source.end <= invoiced_through if source.kind is SourceKind.PERIOD else True
+
+
+def _waves(invoices: list[_Invoice]) -> Iterator[list[_Invoice]]:
+    """The invoices in waves that may be stored in any order and concurrently: a subscription's
+    invoices go in time order (``invoiced_through`` only moves on), one per wave. An invoice is in the
+    first wave after those of the earlier sources of all its subscriptions; there always is one, since
+    the parts of one invoice share their instant and a subscription's sources follow each other in time.
+    """
+    queues: dict[str, list[_Invoice]] = defaultdict(list)
+    for invoice in sorted(invoices, key=lambda i: i.parts[0].source.end):
+        for part in invoice.parts:
+            queues[part.subscription.id].append(invoice)
+    left = {id(invoice) for invoice in invoices}
+    while left:
+        wave = []
+        for invoice in invoices:
+            if id(invoice) in left and all(queues[p.subscription.id][0] is invoice for p in invoice.parts):
+                wave.append(invoice)
+        for invoice in wave:
+            left.discard(id(invoice))
+            for part in invoice.parts:
+                queues[part.subscription.id].pop(0)
+        yield wave
+
+
+def _invoice_id(invoice: _Invoice, parts: Sequence[_Part], taken: set[str]) -> str:
+    """The invoice's derived id, or when an earlier run took it (for other parts of the customer's, due
+    at the same instant, that were left out then), one derived from the parts as well."""
+    if invoice.invoice_id not in taken:
+        return invoice.invoice_id
+    subscriptions = ",".join(sorted(p.subscription.id for p in parts))
+    return str(uuid.uuid5(_INVOICE_IDS, f"{invoice.invoice_id}/{subscriptions}"))
 
 
 class CollectionLoop:

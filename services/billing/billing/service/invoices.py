@@ -154,7 +154,7 @@ class InvoiceService:
                 line.to_line(str(uuid.uuid4()), first_key + i, invoice.currency, invoice.period)
                 for i, line in enumerate(new.add_lines)
             ]
-            await tx.invoices.insert_lines(namespace, invoice_id, added, now)
+            await tx.invoices.insert_lines(namespace, [(invoice_id, line) for line in added], now)
             if new.description is not None:
                 invoice = replace(invoice, description=new.description)
             if new.due_time is not None:

@@ -70,31 +70,56 @@ class BilledChargeStore:
     async def record(
         self,
         namespace: str,
-        invoice_id: str,
-        subscription_id: str,
-        records: Sequence[BilledRecord],
+        bills: Sequence[tuple[str, str, Sequence[BilledRecord]]],
         at: datetime,
     ) -> None:
-        """Write what ``invoice_id`` bills of the subscription's charges (rewriting its earlier rows for
-        the same charges). ChargeBilledElsewhere when another invoice billed a final one for good; the
-        caller's transaction must then roll back."""
-        if not records:
+        """Write what invoices bill of subscriptions' charges, each ``(invoice_id, subscription_id,
+        records)`` (rewriting an invoice's earlier rows for the same charges).
+        ChargeBilledElsewhere when another invoice billed a final one for good; the caller's
+        transaction must then roll back."""
+        finals = [
+            (subscription_id, r.charge_id, invoice_id)
+            for invoice_id, subscription_id, records in bills
+            for r in records
+            if r.final
+        ]
+        if finals:
+            taken = await self._db.fetch(
+                """
+                SELECT b.subscription_id::text, b.charge_id
+                FROM billed_charges b
+                JOIN unnest($2::uuid[], $3::text[], $4::uuid[]) AS w (subscription_id, charge_id, invoice_id)
+                  ON b.subscription_id = w.subscription_id AND b.charge_id = w.charge_id
+                 AND b.invoice_id <> w.invoice_id
+                WHERE b.namespace = $1 AND b.final
+                ORDER BY 1, 2
+                """,
+                namespace,
+                [f[0] for f in finals],
+                [f[1] for f in finals],
+                [f[2] for f in finals],
+            )
+            if taken:
+                first = taken[0]["subscription_id"]
+                raise ChargeBilledElsewhere(
+                    first, [row["charge_id"] for row in taken if row["subscription_id"] == first]
+                )
+        rows = [
+            (
+                namespace,
+                subscription_id,
+                r.charge_id,
+                invoice_id,
+                r.final,
+                None if r.usage is None else usage_to_json(r.usage),
+                r.service_end,
+                at,
+            )
+            for invoice_id, subscription_id, records in bills
+            for r in records
+        ]
+        if not rows:
             return
-        finals = [r.charge_id for r in records if r.final]
-        taken = await self._db.fetch(
-            """
-            SELECT charge_id FROM billed_charges
-            WHERE namespace = $1 AND subscription_id = $2 AND charge_id = ANY($3) AND final
-              AND invoice_id <> $4
-            ORDER BY charge_id
-            """,
-            namespace,
-            subscription_id,
-            finals,
-            invoice_id,
-        )
-        if taken:
-            raise ChargeBilledElsewhere(subscription_id, [row["charge_id"] for row in taken])
         try:
             await self._db.executemany(
                 """
@@ -104,24 +129,13 @@ class BilledChargeStore:
                 ON CONFLICT (namespace, subscription_id, charge_id, invoice_id)
                 DO UPDATE SET final = excluded.final, usage = excluded.usage, service_end = excluded.service_end
                 """,
-                [
-                    (
-                        namespace,
-                        subscription_id,
-                        r.charge_id,
-                        invoice_id,
-                        r.final,
-                        None if r.usage is None else usage_to_json(r.usage),
-                        r.service_end,
-                        at,
-                    )
-                    for r in records
-                ],
+                rows,
             )
         except asyncpg.UniqueViolationError:
             # A concurrent invoice billed one of them between the check and the insert (the
             # transaction is aborted now; which charges it took is for the caller's retry to find).
-            raise ChargeBilledElsewhere(subscription_id, finals) from None
+            first = finals[0][0]
+            raise ChargeBilledElsewhere(first, [f[1] for f in finals if f[0] == first]) from None
 
     async def forget_invoice(self, namespace: str, invoice_id: str) -> None:
         """Drop what ``invoice_id`` billed (before a recalculation writes it again)."""

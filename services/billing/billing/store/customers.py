@@ -81,10 +81,14 @@ class CustomerStore:
         )
         return None if row is None else _customer(row)
 
-    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, Customer]:
-        """The customers with these keys, deleted or not, by key (unknown keys left out)."""
+    async def get_many(self, namespace: str, keys: Sequence[str], *, lock: str = "") -> dict[str, Customer]:
+        """The customers with these keys, deleted or not, by key (unknown keys left out); ``lock`` as for
+        :meth:`get` (rows locked in key order)."""
         rows = await self._db.fetch(
-            f"SELECT {_COLUMNS} FROM customers c WHERE c.namespace = $1 AND c.key = ANY($2::text[])",
+            f"""
+            SELECT {_COLUMNS} FROM customers c WHERE c.namespace = $1 AND c.key = ANY($2::text[])
+            ORDER BY c.key {lock}
+            """,
             namespace,
             list(keys),
         )

@@ -81,16 +81,14 @@ class InvoiceRunStore:
         assert row is not None
         return _run(row)
 
-    async def add_invoice(self, namespace: str, request_id: str, invoice_id: str) -> None:
-        """Note that the run made (or moved to DRAFT) this invoice."""
-        await self._db.execute(
+    async def add_invoices(self, namespace: str, request_id: str, invoice_ids: Sequence[str]) -> None:
+        """Note that the run made (or moved to DRAFT) these invoices."""
+        await self._db.executemany(
             """
             INSERT INTO invoice_run_invoices (namespace, request_id, invoice_id) VALUES ($1, $2, $3)
             ON CONFLICT DO NOTHING
             """,
-            namespace,
-            request_id,
-            invoice_id,
+            [(namespace, request_id, invoice_id) for invoice_id in invoice_ids],
         )
 
     async def invoices(self, namespace: str, request_id: str) -> list[str]:
@@ -127,15 +125,16 @@ class InvoiceRunStore:
         assert row is not None
         return _run(row)
 
-    async def add_sources(self, namespace: str, invoice_id: str, sources: Sequence[InvoiceSource]) -> None:
-        """Record what an invoice bills (again: a recalculation records nothing new)."""
+    async def add_sources(self, namespace: str, sources: Sequence[tuple[str, InvoiceSource]]) -> None:
+        """Record what invoices bill, each ``(invoice_id, source)`` (again: a recalculation records
+        nothing new)."""
         await self._db.executemany(
             """
             INSERT INTO invoice_sources (namespace, invoice_id, subscription_id, kind, period_start, period_end)
             VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT DO NOTHING
             """,
-            [(namespace, invoice_id, s.subscription_id, s.kind.value, s.start, s.end) for s in sources],
+            [(namespace, i, s.subscription_id, s.kind.value, s.start, s.end) for i, s in sources],
         )
 
     async def sources(self, namespace: str, invoice_id: str) -> list[InvoiceSource]:

@@ -184,45 +184,62 @@ class InvoiceFilter:
     period_end: datetime | None = None
 
 
+_INSERT_INVOICE = """
+    INSERT INTO invoices (namespace, id, customer_key, currency, status, progressive, description,
+                          collection_time, metadata, create_time, update_time, period_start, period_end,
+                          amount, discount_amount, tax_amount, total, credits_applied, credit_notes_amount,
+                          amount_due)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+"""
+
+
+def _invoice_args(namespace: str, invoice: Invoice) -> tuple[Any, ...]:
+    t = invoice.totals
+    period = invoice.period
+    return (
+        namespace,
+        invoice.id,
+        invoice.customer_key,
+        invoice.currency,
+        invoice.status.value,
+        invoice.progressive,
+        invoice.description,
+        invoice.collection_time,
+        dict(invoice.metadata),
+        invoice.create_time,
+        invoice.update_time,
+        None if period is None else period.start,
+        None if period is None else period.end,
+        t.amount,
+        t.discount_amount,
+        t.tax_amount,
+        t.total,
+        t.credits_applied,
+        t.credit_notes_amount,
+        t.amount_due,
+    )
+
+
 class InvoiceStore:
     """Invoices and their lines, by namespace."""
 
     def __init__(self, db: Executor) -> None:
         self._db = db
 
-    async def insert(self, namespace: str, invoice: Invoice) -> None:
-        """Store a new invoice's header and totals (its lines go in with :meth:`insert_lines`)."""
-        t = invoice.totals
-        period = invoice.period
-        await self._db.execute(
-            """
-            INSERT INTO invoices (namespace, id, customer_key, currency, status, progressive, description,
-                                  collection_time, metadata, create_time, update_time, period_start,
-                                  period_end, amount, discount_amount, tax_amount, total, credits_applied,
-                                  credit_notes_amount, amount_due)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-            """,
-            namespace,
-            invoice.id,
-            invoice.customer_key,
-            invoice.currency,
-            invoice.status.value,
-            invoice.progressive,
-            invoice.description,
-            invoice.collection_time,
-            dict(invoice.metadata),
-            invoice.create_time,
-            invoice.update_time,
-            None if period is None else period.start,
-            None if period is None else period.end,
-            t.amount,
-            t.discount_amount,
-            t.tax_amount,
-            t.total,
-            t.credits_applied,
-            t.credit_notes_amount,
-            t.amount_due,
+    async def insert(self, namespace: str, invoices: Sequence[Invoice]) -> None:
+        """Store new invoices' headers and totals (their lines go in with :meth:`insert_lines`)."""
+        await self._db.executemany(
+            _INSERT_INVOICE, [_invoice_args(namespace, invoice) for invoice in invoices]
         )
+
+    async def existing(self, namespace: str, invoice_ids: Sequence[str]) -> set[str]:
+        """Which of these invoice ids are taken."""
+        rows = await self._db.fetch(
+            "SELECT id::text FROM invoices WHERE namespace = $1 AND id = ANY($2::uuid[])",
+            namespace,
+            list(invoice_ids),
+        )
+        return {row["id"] for row in rows}
 
     async def get(
         self, namespace: str, invoice_id: str, *, lines: bool = True, for_update: bool = False
@@ -274,12 +291,12 @@ class InvoiceStore:
         return int(value)
 
     async def insert_lines(
-        self, namespace: str, invoice_id: str, lines: Sequence[InvoiceLine], at: datetime
+        self, namespace: str, lines: Sequence[tuple[str, InvoiceLine]], at: datetime
     ) -> None:
-        """Add lines to the invoice."""
+        """Add lines, each ``(invoice_id, line)``, to their invoices."""
         if lines:
             await self._db.executemany(
-                _INSERT_LINE, [_line_args(namespace, invoice_id, line, at) for line in lines]
+                _INSERT_LINE, [_line_args(namespace, invoice_id, line, at) for invoice_id, line in lines]
             )
 
     async def replace_computed_lines(
@@ -296,7 +313,9 @@ class InvoiceStore:
             invoice_id,
         )
         removed = {line_id for line_id, gone in (await self.line_ids(namespace, invoice_id)).items() if gone}
-        await self.insert_lines(namespace, invoice_id, [line for line in lines if line.id not in removed], at)
+        await self.insert_lines(
+            namespace, [(invoice_id, line) for line in lines if line.id not in removed], at
+        )
 
     async def remove_lines(
         self, namespace: str, invoice_id: str, line_ids: Sequence[str], at: datetime

@@ -212,30 +212,51 @@ class SubscriptionStore:
         until: datetime,
         *,
         customer_keys: Sequence[str],
-        after_id: str | None,
-        limit: int,
+        after_customer: str | None,
+        customers: int,
     ) -> list[StoredSubscription]:
-        """Subscriptions with something to invoice by ``until``: a billing period ended and not invoiced,
-        or a start not invoiced yet; by id after ``after_id``."""
+        """Subscriptions with something to invoice by ``until`` (a billing period ended and not invoiced,
+        or a start not invoiced yet) of the next ``customers`` customers by key after ``after_customer``:
+        all of a customer's at once, since their parts due at one instant share an invoice."""
         rows = await self._db.fetch(
             f"""
-            SELECT {_COLUMNS} FROM subscriptions
-            WHERE namespace = $1
-              AND ((next_period_end IS NOT NULL AND next_period_end <= $2)
-                   OR (invoiced_through IS NULL AND start_time <= $2
-                       AND (end_time IS NULL OR end_time > start_time)))
-              AND (cardinality($3::text[]) = 0 OR customer_key = ANY($3::text[]))
-              AND ($4::uuid IS NULL OR id > $4::uuid)
-            ORDER BY id
-            LIMIT $5
+            WITH due AS (
+                SELECT * FROM subscriptions
+                WHERE namespace = $1
+                  AND ((next_period_end IS NOT NULL AND next_period_end <= $2)
+                       OR (invoiced_through IS NULL AND start_time <= $2
+                           AND (end_time IS NULL OR end_time > start_time)))
+                  AND (cardinality($3::text[]) = 0 OR customer_key = ANY($3::text[]))
+                  AND ($4::text IS NULL OR customer_key > $4)
+            )
+            SELECT {_COLUMNS} FROM due
+            WHERE customer_key IN (SELECT DISTINCT customer_key FROM due ORDER BY customer_key LIMIT $5)
+            ORDER BY customer_key, id
             """,
             namespace,
             until,
             list(customer_keys),
-            after_id,
-            limit,
+            after_customer,
+            customers,
         )
         return [_subscription(row) for row in rows]
+
+    async def lock_invoicing(
+        self, namespace: str, subscription_ids: Sequence[str]
+    ) -> dict[str, tuple[datetime | None, datetime]]:
+        """Lock the subscriptions' rows (in id order) until the transaction ends; their
+        ``invoiced_through`` and ``update_time`` by id (missing ones left out)."""
+        rows = await self._db.fetch(
+            """
+            SELECT id::text, invoiced_through, update_time FROM subscriptions
+            WHERE namespace = $1 AND id = ANY($2::uuid[])
+            ORDER BY id
+            FOR UPDATE
+            """,
+            namespace,
+            list(subscription_ids),
+        )
+        return {row["id"]: (row["invoiced_through"], row["update_time"]) for row in rows}
 
     async def of_customer(self, namespace: str, customer_key: str) -> list[StoredSubscription]:
         """Every subscription of a customer."""
@@ -247,23 +268,17 @@ class SubscriptionStore:
         return [_subscription(row) for row in rows]
 
     async def set_invoiced_through(
-        self,
-        namespace: str,
-        subscription_id: str,
-        invoiced_through: datetime,
-        next_period_end: datetime | None,
+        self, namespace: str, moves: Sequence[tuple[str, datetime, datetime | None]]
     ) -> None:
-        """Record that billing periods up to ``invoiced_through`` are invoiced, and the next period end
+        """Record, for each ``(subscription_id, invoiced_through, next_period_end)``, that its billing
+        periods up to ``invoiced_through`` are invoiced, and its next period end
         (``billing.domain.next_period_end`` of the timeline and ``invoiced_through``)."""
-        await self._db.execute(
+        await self._db.executemany(
             """
             UPDATE subscriptions SET invoiced_through = $3, next_period_end = $4
             WHERE namespace = $1 AND id = $2
             """,
-            namespace,
-            subscription_id,
-            invoiced_through,
-            next_period_end,
+            [(namespace, subscription_id, through, after) for subscription_id, through, after in moves],
         )
 
     # --- provisioning ---------------------------------------------------------------------------------
