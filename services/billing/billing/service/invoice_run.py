@@ -21,6 +21,7 @@ as already invoiced. Lines of one customer and currency due at the same instant 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -211,7 +212,9 @@ class InvoiceRun:
                 if charge.kind is ChargeKind.USAGE:
                     queries.append(_usage_query(charge, customer, usage_until))
                     owners.append((item, charge))
+        asked = time.perf_counter()
         rows = await self._usage.read(namespace, queries) if queries else []
+        log.debug("invoices.usage_read", queries=len(queries), ms=round((time.perf_counter() - asked) * 1000))
         for (item, charge), answer in zip(owners, rows, strict=True):
             price = charge.item.rate_card.price
             assert price is not None
@@ -305,6 +308,7 @@ class InvoiceRun:
     async def _run_batch(
         self, namespace: str, request_id: str, batch: Sequence[StoredSubscription], until: datetime
     ) -> int:
+        begun = time.perf_counter()
         customers = await self._customers(namespace, {s.customer_key for s in batch})
         work = [
             (sub, source, customers[sub.customer_key])
@@ -313,6 +317,7 @@ class InvoiceRun:
             for source in _sources(sub, until)
         ]
         parts = await self._compute(namespace, work)
+        computed = time.perf_counter()
         invoices: dict[tuple[str, str, str, datetime], _Invoice] = {}
         for part in parts:
             customer = customers[part.subscription.customer_key]
@@ -336,6 +341,13 @@ class InvoiceRun:
         for wave in _waves(list(invoices.values())):
             groups = [wave[i : i + GROUP_INVOICES] for i in range(0, len(wave), GROUP_INVOICES)]
             already += sum(await asyncio.gather(*(store(group) for group in groups)))
+        log.debug(
+            "invoices.batch",
+            subscriptions=len(batch),
+            invoices=len(invoices),
+            compute_ms=round((computed - begun) * 1000),
+            store_ms=round((time.perf_counter() - computed) * 1000),
+        )
         return already
 
     async def _store_group(self, namespace: str, request_id: str | None, group: list[_Invoice]) -> int:
