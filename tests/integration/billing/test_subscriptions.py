@@ -537,6 +537,31 @@ async def test_add_ons_attached_changed_and_removed(
     assert error_info(error).reason == "ERROR_REASON_CURRENCY_MISMATCH"
 
 
+async def test_an_add_on_on_a_plan_s_metered_feature_raises_the_allowance_while_it_runs(
+    world: None, billing: Billing, catalog: Catalog, ent: Ent, clock: FixedClock
+) -> None:
+    """basic entitles 100 tokens a month; each instance of the add-on 50 more on the same feature: one
+    entitlement, whose allowance follows the add-on."""
+    more = card("more_tokens", flat("5"), feature="gpt4_tokens", entitlement_template=metered("50"))
+    await publish_add_on(catalog, add_on("more_tokens", more, multiple=True))
+    sub = await subscribe(
+        billing, plan_key="basic", add_ons=[pb.AddOnSelection(add_on_key="more_tokens", quantity=2)]
+    )
+    assert (await check(ent, "gpt4_tokens")).balance.value == "200"
+    holders = [i for i in sub.items if i.key == "tokens" and i.entitlement_id]
+    assert [i.add_on_key for i in holders] == [""]  # the plan's item holds the feature
+
+    clock.advance(DAY)
+    request = pb.SetSubscriptionAddOnRequest(
+        request_id="fewer",
+        subscription_id=sub.id,
+        add_on=pb.AddOnSelection(add_on_key="more_tokens", quantity=0),
+        timing=IMMEDIATE,
+    )
+    await billing.SetSubscriptionAddOn(request)
+    assert (await check(ent, "gpt4_tokens")).balance.value == "100"
+
+
 async def test_single_instance_add_on_quantity_is_bounded(
     world: None, billing: Billing, catalog: Catalog
 ) -> None:

@@ -19,8 +19,11 @@ Rules (:func:`plan_provisioning`, pure):
   feature, only the first not yet ended holds it; a later one (the next phase's, the new plan's after a
   change at the next cycle) is provisioned once that one has ended, at ``provision_due_at``. Until the
   loop has run, access follows the earlier item's ``active_to``, i.e. ends on time but the successor's
-  starts up to one loop interval late. Items of one feature that overlap in time (a plan item and an
-  add-on item on the same feature) are not merged: the first holds the entitlement.
+  starts up to one loop interval late. Items of one feature that run at the same time (a plan item
+  and an add-on item on the same feature) share the first one's entitlement: a metered one issues the
+  sum of their amounts (an add-on's extra allowance, per instance), and is replaced with the new sum
+  when one of them starts or ends (looked at again then, at ``provision_due_at``). A boolean or static
+  holder takes nothing from the others.
 - An item that ended, or left the timeline (a pending change replaced), has its entitlement deleted.
 - An item whose end changed (cancelled, cancellation undone) gets its entitlement replaced
   (OverrideEntitlement) with the new end. Grants made by hand on the replaced one are voided with it.
@@ -37,6 +40,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from billing.service.subscription_ports import EntitlementProvisioner, EntitlementSpec
 from billing.store import BillingStore, ProvisionedEntitlement, Stores
@@ -56,9 +60,14 @@ def request_id(subscription_id: str, item_id: str, revision: int) -> str:
 
 
 def entitlement_spec(
-    sub: Subscription, subscription_id: str, customer_key: str, item: SubscriptionItem
+    sub: Subscription,
+    subscription_id: str,
+    customer_key: str,
+    item: SubscriptionItem,
+    issue_after_reset: Decimal | None = None,
 ) -> EntitlementSpec:
-    """What an item with an entitlement template provisions."""
+    """What an item with an entitlement template provisions; a metered one issues ``issue_after_reset``
+    when given (the amount merged with other items of the feature), else its own amount."""
     template = item.rate_card.entitlement
     assert template is not None
     boolean = EntitlementSpec(
@@ -73,18 +82,35 @@ def entitlement_spec(
         return boolean
     if template.kind == "static":
         return replace(boolean, kind="static", static_config=template.config)
-    amount = template.issue_after_reset
     return replace(
         boolean,
         kind="metered",
         usage_period=template.usage_period or item.rate_card.billing_cadence or sub.billing_cadence,
         usage_anchor=sub.billing_anchor,
         measure_usage_from=item.active_from,
-        issue_after_reset=None if amount is None else amount * item.quantity,
+        issue_after_reset=issue_after_reset if issue_after_reset is not None else own_amount(item),
         issue_after_reset_priority=template.issue_after_reset_priority,
         is_soft_limit=template.is_soft_limit,
         preserve_overage_at_reset=template.preserve_overage_at_reset,
     )
+
+
+def own_amount(item: SubscriptionItem) -> Decimal | None:
+    """What an item's metered template issues at each reset: its amount times the item's quantity (add-on
+    instances are entitled per instance); None when it issues nothing or is not metered."""
+    template = item.rate_card.entitlement
+    if template is None or template.kind != "metered" or template.issue_after_reset is None:
+        return None
+    return template.issue_after_reset * item.quantity
+
+
+@dataclass(frozen=True)
+class Holding:
+    """The item that holds a feature's entitlement, and the amount it issues: its own plus what the
+    other metered items of the feature running at the moment add (None when not metered or nothing)."""
+
+    item: SubscriptionItem
+    issue_after_reset: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -92,9 +118,9 @@ class ProvisioningPlan:
     """The calls that bring a subscription's entitlements up to date, and when to look again."""
 
     delete: tuple[ProvisionedEntitlement, ...]
-    create: tuple[tuple[SubscriptionItem, int], ...]
-    """Items to create an entitlement for, with the revision to use."""
-    replace: tuple[tuple[ProvisionedEntitlement, SubscriptionItem], ...]
+    create: tuple[tuple[Holding, int], ...]
+    """Holdings to create an entitlement for, with the revision to use."""
+    replace: tuple[tuple[ProvisionedEntitlement, Holding], ...]
     due_at: datetime | None
 
     @property
@@ -113,6 +139,31 @@ def _entitling(items: Iterable[SubscriptionItem]) -> list[SubscriptionItem]:
     ]
 
 
+def _holding(items: list[SubscriptionItem], now: datetime) -> tuple[Holding, list[datetime]]:
+    """Of one feature's items not ended at ``now``: the holding, and when it changes (the holder's end,
+    another item's start or end)."""
+    first = min(items, key=lambda i: (i.active_from, i.order))
+    due = [] if first.active_to is None else [first.active_to]
+    amount = own_amount(first)
+    for other in items:
+        if other is first:
+            continue
+        if other.active_from > now:
+            due.append(other.active_from)
+            continue
+        extra = own_amount(other)
+        if (
+            extra is None
+            or first.rate_card.entitlement is None
+            or first.rate_card.entitlement.kind != "metered"
+        ):
+            continue
+        amount = extra if amount is None else amount + extra
+        if other.active_to is not None:
+            due.append(other.active_to)
+    return Holding(first, amount), due
+
+
 def plan_provisioning(
     sub: Subscription, provisioned: Iterable[ProvisionedEntitlement], now: datetime
 ) -> ProvisioningPlan:
@@ -123,23 +174,28 @@ def plan_provisioning(
     for item in _entitling(sub.items):
         if item.active_to is None or item.active_to > now:
             by_feature[item.rate_card.feature_key].append(item)
-    wanted: dict[str, SubscriptionItem] = {}
+    wanted: dict[str, Holding] = {}
     due: list[datetime] = []
     for items in by_feature.values():
-        first = min(items, key=lambda i: (i.active_from, i.order))
-        wanted[first.id] = first
-        if first.active_to is not None:
-            due.append(first.active_to)
-    to_create: list[tuple[SubscriptionItem, int]] = []
-    to_replace: list[tuple[ProvisionedEntitlement, SubscriptionItem]] = []
-    for item_id, item in sorted(wanted.items()):
+        holding, changes = _holding(items, now)
+        wanted[holding.item.id] = holding
+        due += changes
+    to_create: list[tuple[Holding, int]] = []
+    to_replace: list[tuple[ProvisionedEntitlement, Holding]] = []
+    for item_id, holding in sorted(wanted.items()):
         row = rows.get(item_id)
         if row is None or row.deleted:
-            to_create.append((item, 0 if row is None else row.revision + 1))
-        elif row.active_to != item.active_to:
-            to_replace.append((row, item))
+            to_create.append((holding, 0 if row is None else row.revision + 1))
+        elif row.active_to != holding.item.active_to or _amount_changed(row, holding):
+            to_replace.append((row, holding))
     to_delete = tuple(row for item_id, row in sorted(live.items()) if item_id not in wanted)
     return ProvisioningPlan(to_delete, tuple(to_create), tuple(to_replace), min(due) if due else None)
+
+
+def _amount_changed(row: ProvisionedEntitlement, holding: Holding) -> bool:
+    # A row recorded without its amount was provisioned with the item's own.
+    recorded = row.issue_after_reset if row.issue_after_reset is not None else own_amount(holding.item)
+    return recorded != holding.issue_after_reset
 
 
 class Provisioning:
@@ -176,12 +232,19 @@ class Provisioning:
             await self._provisioner.delete(namespace, row.entitlement_id)
             await records.mark_deleted(namespace, subscription_id, row.item_id, now)
             log.info("subscription.entitlement_deleted", subscription_id=subscription_id, item=row.item_id)
-        for item, revision in plan.create:
-            spec = entitlement_spec(sub, subscription_id, customer, item)
+        for holding, revision in plan.create:
+            item = holding.item
+            spec = entitlement_spec(sub, subscription_id, customer, item, holding.issue_after_reset)
             rid = request_id(subscription_id, item.id, revision)
             entitlement_id = await self._provisioner.create(namespace, rid, spec)
             record = ProvisionedEntitlement(
-                item.id, spec.feature_key, entitlement_id, item.active_to, revision, False
+                item.id,
+                spec.feature_key,
+                entitlement_id,
+                item.active_to,
+                revision,
+                False,
+                spec.issue_after_reset,
             )
             await records.record(namespace, subscription_id, record, now)
             log.info(
@@ -190,13 +253,20 @@ class Provisioning:
                 item=item.id,
                 entitlement_id=entitlement_id,
             )
-        for row, item in plan.replace:
-            spec = entitlement_spec(sub, subscription_id, customer, item)
+        for row, holding in plan.replace:
+            item = holding.item
+            spec = entitlement_spec(sub, subscription_id, customer, item, holding.issue_after_reset)
             revision = row.revision + 1
             rid = request_id(subscription_id, item.id, revision)
             entitlement_id = await self._provisioner.replace(namespace, rid, spec)
             record = ProvisionedEntitlement(
-                item.id, spec.feature_key, entitlement_id, item.active_to, revision, False
+                item.id,
+                spec.feature_key,
+                entitlement_id,
+                item.active_to,
+                revision,
+                False,
+                spec.issue_after_reset,
             )
             await records.record(namespace, subscription_id, record, now)
             log.info(

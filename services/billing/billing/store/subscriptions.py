@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -348,6 +349,8 @@ class ProvisionedEntitlement:
     active_to: datetime | None
     revision: int
     deleted: bool
+    issue_after_reset: Decimal | None = None
+    """The metered amount provisioned (see migration 0007); None when not metered or not recorded."""
 
 
 class SubscriptionEntitlementStore:
@@ -361,7 +364,7 @@ class SubscriptionEntitlementStore:
         rows = await self._db.fetch(
             """
             SELECT item_id, feature_key, entitlement_id::text AS entitlement_id, active_to, revision,
-                   delete_time IS NOT NULL AS deleted
+                   delete_time IS NOT NULL AS deleted, issue_after_reset
             FROM subscription_entitlements
             WHERE namespace = $1 AND subscription_id = $2
             ORDER BY item_id
@@ -377,6 +380,7 @@ class SubscriptionEntitlementStore:
                 row["active_to"],
                 row["revision"],
                 row["deleted"],
+                row["issue_after_reset"],
             )
             for row in rows
         ]
@@ -389,12 +393,13 @@ class SubscriptionEntitlementStore:
             """
             INSERT INTO subscription_entitlements (namespace, subscription_id, item_id, feature_key,
                                                    entitlement_id, active_to, revision, create_time,
-                                                   update_time)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                                                   update_time, issue_after_reset)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
             ON CONFLICT (namespace, subscription_id, item_id) DO UPDATE SET
                 feature_key = excluded.feature_key, entitlement_id = excluded.entitlement_id,
                 active_to = excluded.active_to, revision = excluded.revision,
-                update_time = excluded.update_time, delete_time = NULL
+                update_time = excluded.update_time, delete_time = NULL,
+                issue_after_reset = excluded.issue_after_reset
             """,
             namespace,
             subscription_id,
@@ -404,6 +409,7 @@ class SubscriptionEntitlementStore:
             p.active_to,
             p.revision,
             at,
+            p.issue_after_reset,
         )
 
     async def mark_deleted(self, namespace: str, subscription_id: str, item_id: str, at: datetime) -> None:
