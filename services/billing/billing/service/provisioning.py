@@ -232,11 +232,14 @@ class Provisioning:
             await self._provisioner.delete(namespace, row.entitlement_id)
             await records.mark_deleted(namespace, subscription_id, row.item_id, now)
             log.info("subscription.entitlement_deleted", subscription_id=subscription_id, item=row.item_id)
-        for holding, revision in plan.create:
+        calls = [(holding, revision, False) for holding, revision in plan.create]
+        calls += [(holding, row.revision + 1, True) for row, holding in plan.replace]
+        for holding, revision, replacing in calls:
             item = holding.item
             spec = entitlement_spec(sub, subscription_id, customer, item, holding.issue_after_reset)
             rid = request_id(subscription_id, item.id, revision)
-            entitlement_id = await self._provisioner.create(namespace, rid, spec)
+            call = self._provisioner.replace if replacing else self._provisioner.create
+            entitlement_id = await call(namespace, rid, spec)
             record = ProvisionedEntitlement(
                 item.id,
                 spec.feature_key,
@@ -248,29 +251,7 @@ class Provisioning:
             )
             await records.record(namespace, subscription_id, record, now)
             log.info(
-                "subscription.entitlement_created",
-                subscription_id=subscription_id,
-                item=item.id,
-                entitlement_id=entitlement_id,
-            )
-        for row, holding in plan.replace:
-            item = holding.item
-            spec = entitlement_spec(sub, subscription_id, customer, item, holding.issue_after_reset)
-            revision = row.revision + 1
-            rid = request_id(subscription_id, item.id, revision)
-            entitlement_id = await self._provisioner.replace(namespace, rid, spec)
-            record = ProvisionedEntitlement(
-                item.id,
-                spec.feature_key,
-                entitlement_id,
-                item.active_to,
-                revision,
-                False,
-                spec.issue_after_reset,
-            )
-            await records.record(namespace, subscription_id, record, now)
-            log.info(
-                "subscription.entitlement_replaced",
+                "subscription.entitlement_replaced" if replacing else "subscription.entitlement_created",
                 subscription_id=subscription_id,
                 item=item.id,
                 entitlement_id=entitlement_id,
