@@ -132,9 +132,17 @@ class BillingApi(InvoiceRpcs, billing_pb2_grpc.BillingServiceServicer):
     async def PreviewInvoice(
         self, request: pb.PreviewInvoiceRequest, context: Any
     ) -> pb.PreviewInvoiceResponse:
+        if bool(request.subscription_id) == bool(request.customer_key):
+            raise InvalidArgument.fields(
+                [
+                    FieldViolation(name, "exactly one of subscription_id and customer_key is required")
+                    for name in ("subscription_id", "customer_key")
+                ]
+            )
         invoice = await self._run.preview(
             namespace(),
-            require_id(request.subscription_id, "subscription_id"),
+            require_id(request.subscription_id, "subscription_id") if request.subscription_id else "",
+            request.customer_key,
             optional_time(request, "as_of"),
         )
         return pb.PreviewInvoiceResponse(invoice=self._invoice(invoice))

@@ -31,6 +31,7 @@ from tests.integration.billing.helpers import (
     md,
     rpc_error,
     ts,
+    violated_fields,
 )
 from tests.integration.billing.invoice_helpers import get_invoice, issue
 from tests.integration.ingest.helpers import event
@@ -248,6 +249,18 @@ async def test_a_progressive_invoice_bills_the_usage_so_far_and_the_period_end_t
     ).invoice
     assert (preview.id, preview.status) == ("", pb.INVOICE_STATUS_GATHERING)
     assert total(preview) == Decimal(3)
+    # The customer's preview gathers its running subscriptions (here the one).
+    of_customer = (await billing.PreviewInvoice(pb.PreviewInvoiceRequest(customer_key="acme"))).invoice
+    assert lines(of_customer) == lines(preview)
+    for wrong in (
+        pb.PreviewInvoiceRequest(),
+        pb.PreviewInvoiceRequest(subscription_id=subscription_id, customer_key="acme"),
+    ):
+        error = await rpc_error(billing.PreviewInvoice(wrong))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violated_fields(error) == ["subscription_id", "customer_key"]
+    error = await rpc_error(billing.PreviewInvoice(pb.PreviewInvoiceRequest(customer_key="nobody")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
 
     clock.set(AUGUST_1 + HALF_HOUR)
     [final_id] = (await run(billing, "run", AUGUST_1)).invoice_ids

@@ -2610,8 +2610,15 @@ class PreviewInvoiceRequest(_message.Message):
 
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    CUSTOMER_KEY_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
-    """The subscription id. Required."""
+    """The subscription whose current period is previewed. Exactly one of subscription_id and
+    customer_key is required.
+    """
+    customer_key: _builtins.str
+    """The customer whose subscriptions running at as_of are previewed, their current periods on one
+    invoice.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """Rate usage up to this instant. Unset means now."""
@@ -2621,10 +2628,11 @@ class PreviewInvoiceRequest(_message.Message):
         *,
         subscription_id: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        customer_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "customer_key", b"customer_key", "subscription_id", b"subscription_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

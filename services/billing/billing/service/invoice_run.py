@@ -30,10 +30,11 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from billing.domain import Customer
-from billing.domain.invoices import Invoice, InvoiceStatus, compute_totals
+from billing.domain.invoices import Invoice, InvoiceStatus, compute_totals, covering_period
 from billing.domain.subscriptions import StoredSubscription, next_period_end
 from billing.invoicing import ChargeUsage
 from billing.invoicing.usage import usage_group_by, usage_is_zero, usage_minus, usage_of
+from billing.service.customers import customer_not_found
 from billing.service.invoice_drafts import DraftInput, InvoicePart, computed_lines, insert_drafts, save_draft
 from billing.service.invoices import InvoiceService
 from billing.store import BillingStore, Stores
@@ -509,25 +510,41 @@ class InvoiceRun:
             s for s in found if s.timeline.start <= at and (s.timeline.end is None or at < s.timeline.end)
         ]
 
-    async def preview(self, namespace: str, subscription_id: str, as_of: datetime | None) -> Invoice:
-        """The current period's invoice as if the period ended at ``as_of``; nothing is stored."""
+    async def preview(
+        self, namespace: str, subscription_id: str, customer_key: str, as_of: datetime | None
+    ) -> Invoice:
+        """The current period's invoice of a subscription (``subscription_id``), or of all the customer's
+        subscriptions running at ``as_of`` (``customer_key``), as if the periods ended at ``as_of``;
+        nothing is stored."""
         at = as_of or self._clock.now()
-        sub = await self._store.subscriptions.get(namespace, subscription_id)
-        if sub is None:
-            raise NotFound(
-                f"subscription {subscription_id!r} not found",
-                resource_type="subscription",
-                resource_name=subscription_id,
-            )
-        timeline = sub.timeline
-        if timeline.end is not None and timeline.end <= at:
-            raise FailedPrecondition(f"subscription {subscription_id!r} is canceled: nothing to preview")
-        customer = await self._store.customers.get(namespace, sub.customer_key)
+        if subscription_id:
+            sub = await self._store.subscriptions.get(namespace, subscription_id)
+            if sub is None:
+                raise NotFound(
+                    f"subscription {subscription_id!r} not found",
+                    resource_type="subscription",
+                    resource_name=subscription_id,
+                )
+            timeline = sub.timeline
+            if timeline.end is not None and timeline.end <= at:
+                raise FailedPrecondition(f"subscription {subscription_id!r} is canceled: nothing to preview")
+            subs = [sub]
+            customer_key = sub.customer_key
+        else:
+            if await self._store.customers.get(namespace, customer_key) is None:
+                raise customer_not_found(customer_key)
+            subs = await self._running_subscriptions(namespace, customer_key, (), at)
+            if not subs:
+                raise FailedPrecondition(f"customer {customer_key!r} has no subscription running to preview")
+        customer = await self._store.customers.get(namespace, customer_key)
         assert customer is not None  # a subscription's customer is never removed, only marked deleted
-        period = timeline.billing_period(max(at, timeline.start))
-        source = InvoiceSource(sub.id, SourceKind.PERIOD, period.start, period.end)
-        [part] = await self._compute(namespace, [(sub, source, customer)], usage_until=at)
-        lines = tuple(computed_lines("", [part.part]))
+        work = []
+        for sub in subs:
+            period = sub.timeline.billing_period(max(at, sub.timeline.start))
+            work.append((sub, InvoiceSource(sub.id, SourceKind.PERIOD, period.start, period.end), customer))
+        parts = [p.part for p in await self._compute(namespace, work, usage_until=at)]
+        lines = tuple(computed_lines("", parts))
+        drafted = [p.draft.period for p in parts if p.draft.period is not None]
         return Invoice(
             id="",
             customer_key=customer.key,
@@ -537,7 +554,7 @@ class InvoiceRun:
             update_time=at,
             lines=lines,
             totals=compute_totals(lines, customer.currency),
-            period=part.part.draft.period,
+            period=covering_period(lines, drafted[0] if drafted else None),
             customer_name=customer.name,
             billing_address=customer.billing_address,
         )
