@@ -439,9 +439,11 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PreviewInvoice(self, request, context):
-        """Previews the upcoming invoice of a subscription: the current period's usage so far (rated as if
-        the period ended at `as_of`) plus the fees the period end will bill. Nothing is stored. Read-only.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED).
+        """Previews the upcoming invoice of a subscription, or of all a customer's running subscriptions: the
+        current period's usage so far (rated as if the period ended at `as_of`) plus the fees the period end
+        will bill. Nothing is stored. Read-only. Errors: INVALID_ARGUMENT (neither or both of
+        subscription_id and customer_key), NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED,
+        or the customer has no subscription running).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

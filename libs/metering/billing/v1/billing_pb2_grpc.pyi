@@ -173,9 +173,11 @@ class BillingServiceStub:
     Errors: NOT_FOUND, FAILED_PRECONDITION (not ISSUED or UNCOLLECTIBLE).
     """
     PreviewInvoice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.PreviewInvoiceRequest, _billing_pb2.PreviewInvoiceResponse]
-    """Previews the upcoming invoice of a subscription: the current period's usage so far (rated as if
-    the period ended at `as_of`) plus the fees the period end will bill. Nothing is stored. Read-only.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED).
+    """Previews the upcoming invoice of a subscription, or of all a customer's running subscriptions: the
+    current period's usage so far (rated as if the period ended at `as_of`) plus the fees the period end
+    will bill. Nothing is stored. Read-only. Errors: INVALID_ARGUMENT (neither or both of
+    subscription_id and customer_key), NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED,
+    or the customer has no subscription running).
     """
     CreateCredit: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateCreditRequest, _billing_pb2.CreateCreditResponse]
     """Grants a customer prepaid credit, applied to its invoices at issue (after all other adjustments).
@@ -345,9 +347,11 @@ class BillingServiceAsyncStub(BillingServiceStub):
     Errors: NOT_FOUND, FAILED_PRECONDITION (not ISSUED or UNCOLLECTIBLE).
     """
     PreviewInvoice: _aio.UnaryUnaryMultiCallable[_billing_pb2.PreviewInvoiceRequest, _billing_pb2.PreviewInvoiceResponse]  # type: ignore[assignment]
-    """Previews the upcoming invoice of a subscription: the current period's usage so far (rated as if
-    the period ended at `as_of`) plus the fees the period end will bill. Nothing is stored. Read-only.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED).
+    """Previews the upcoming invoice of a subscription, or of all a customer's running subscriptions: the
+    current period's usage so far (rated as if the period ended at `as_of`) plus the fees the period end
+    will bill. Nothing is stored. Read-only. Errors: INVALID_ARGUMENT (neither or both of
+    subscription_id and customer_key), NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED,
+    or the customer has no subscription running).
     """
     CreateCredit: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateCreditRequest, _billing_pb2.CreateCreditResponse]  # type: ignore[assignment]
     """Grants a customer prepaid credit, applied to its invoices at issue (after all other adjustments).
@@ -658,9 +662,11 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.PreviewInvoiceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.PreviewInvoiceResponse, _abc.Awaitable[_billing_pb2.PreviewInvoiceResponse]]:
-        """Previews the upcoming invoice of a subscription: the current period's usage so far (rated as if
-        the period ended at `as_of`) plus the fees the period end will bill. Nothing is stored. Read-only.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED).
+        """Previews the upcoming invoice of a subscription, or of all a customer's running subscriptions: the
+        current period's usage so far (rated as if the period ended at `as_of`) plus the fees the period end
+        will bill. Nothing is stored. Read-only. Errors: INVALID_ARGUMENT (neither or both of
+        subscription_id and customer_key), NOT_FOUND, FAILED_PRECONDITION (the subscription is CANCELED,
+        or the customer has no subscription running).
         """
 
     @_abc_1.abstractmethod
