@@ -530,14 +530,13 @@ class InvoiceRun:
                 raise FailedPrecondition(f"subscription {subscription_id!r} is canceled: nothing to preview")
             subs = [sub]
             customer_key = sub.customer_key
-        else:
-            if await self._store.customers.get(namespace, customer_key) is None:
-                raise customer_not_found(customer_key)
+        customer = await self._store.customers.get(namespace, customer_key)
+        if customer is None:  # a subscription's customer is never removed, only marked deleted
+            raise customer_not_found(customer_key)
+        if not subscription_id:
             subs = await self._running_subscriptions(namespace, customer_key, (), at)
             if not subs:
                 raise FailedPrecondition(f"customer {customer_key!r} has no subscription running to preview")
-        customer = await self._store.customers.get(namespace, customer_key)
-        assert customer is not None  # a subscription's customer is never removed, only marked deleted
         work = []
         for sub in subs:
             period = sub.timeline.billing_period(max(at, sub.timeline.start))
